@@ -1,0 +1,44 @@
+import pino from 'pino';
+
+/** The logging methods the library calls: any pino-compatible logger has them. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child?(bindings: Record<string, unknown>): Logger;
+}
+
+let defaultLogger: Logger | undefined;
+
+/**
+ * The logger used when none is given: pino writing to stderr (so a wrapped
+ * command's stdout stays clean), level from `SINGLETON_LOG_LEVEL`, else `warn`.
+ * Made once per process, on first use.
+ */
+export function getDefaultLogger(): Logger {
+  if (!defaultLogger) {
+    const level = process.env.SINGLETON_LOG_LEVEL || 'warn';
+    defaultLogger = pino({ name: 'singleton-process', level }, pino.destination({ fd: 2, sync: true }));
+  }
+  return defaultLogger;
+}
+
+/** A child with bound fields where the logger supports it, else a wrapper that merges them in. */
+export function childLogger(parent: Logger, bindings: Record<string, unknown>): Logger {
+  if (typeof parent.child === 'function') return parent.child(bindings);
+  const merge = (obj: object) => ({ ...bindings, ...obj });
+  return {
+    debug: (obj, msg) => parent.debug(merge(obj), msg),
+    info: (obj, msg) => parent.info(merge(obj), msg),
+    warn: (obj, msg) => parent.warn(merge(obj), msg),
+    error: (obj, msg) => parent.error(merge(obj), msg),
+  };
+}
+
+/** Whether `value` has the methods the library logs through. */
+export function isLogger(value: unknown): value is Logger {
+  if (value === null || typeof value !== 'object') return false;
+  const l = value as Record<string, unknown>;
+  return ['debug', 'info', 'warn', 'error'].every((m) => typeof l[m] === 'function');
+}

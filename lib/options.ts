@@ -1,0 +1,190 @@
+import { constants as osConstants, hostname } from 'node:os';
+import { type Logger, getDefaultLogger, isLogger } from './logger';
+import { checkBoolean, checkInteger, expected } from './validate';
+
+/** Options of `new Singleton(name, persister, options)`. Every one is optional. */
+export interface SingletonOptions {
+  /**
+   * Lease length: the store expires the lock this long after the last renewal.
+   * @default 15000
+   */
+  ttlMs?: number;
+  /**
+   * Seed-compatible alias of `ttlMs / 1000` (singleton-process v1).
+   * Give either this or `ttlMs`, not two different values.
+   */
+  lockExpireSeconds?: number;
+  /**
+   * How often a held lease is renewed; must be less than `ttlMs`.
+   * @default ttlMs / 3
+   */
+  renewIntervalMs?: number;
+  /**
+   * Upper bound between attempts while waiting for the lock. Release
+   * notifications and the holder's known expiry usually wake a waiter sooner.
+   * @default 1000
+   */
+  retryIntervalMs?: number;
+  /**
+   * Human-readable identity of this instance, shown to the others.
+   * @default `${hostname}:${pid}`
+   */
+  owner?: string;
+  /**
+   * Release on SIGINT, SIGTERM, SIGHUP (or the signals listed), then exit as the
+   * signal would have. `false` leaves signals entirely to you.
+   * @default true
+   */
+  handleSignals?: boolean | readonly NodeJS.Signals[];
+  /**
+   * On `uncaughtException` / `unhandledRejection`: release, print the error, exit 1.
+   * @default true
+   */
+  handleErrors?: boolean;
+  /**
+   * Longest wait for releases during shutdown before exiting anyway.
+   * @default 5000
+   */
+  shutdownTimeoutMs?: number;
+  /**
+   * What happens when a held lease is lost: `'exit'` logs one line and exits
+   * with code 70; `'emit'` only emits `lost`.
+   * @default 'exit' when no `lost` listener is attached, else 'emit'
+   */
+  onLost?: 'exit' | 'emit';
+  /**
+   * Any pino-compatible logger; every transition is logged through a child with `{ lock, owner }`.
+   * @default pino on stderr, level from SINGLETON_LOG_LEVEL or 'warn'
+   */
+  logger?: Logger;
+}
+
+/** Options after defaults and checks: what the `Singleton` runs on. */
+export interface NormalizedOptions {
+  ttlMs: number;
+  renewIntervalMs: number;
+  retryIntervalMs: number;
+  owner: string;
+  hostname: string;
+  pid: number;
+  signals: readonly NodeJS.Signals[];
+  handleErrors: boolean;
+  shutdownTimeoutMs: number;
+  onLost: 'exit' | 'emit' | undefined;
+  logger: Logger;
+}
+
+/** The defaults, frozen. */
+export const DEFAULTS = Object.freeze({
+  ttlMs: 15_000,
+  retryIntervalMs: 1_000,
+  handleSignals: Object.freeze(['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]),
+  handleErrors: true,
+  shutdownTimeoutMs: 5_000,
+});
+
+/** Shortest lease the library accepts, in ms. */
+export const MIN_TTL_MS = 20;
+/** Longest lease the library accepts, in ms (one week). */
+export const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
+
+const KNOWN_OPTIONS = new Set([
+  'ttlMs',
+  'lockExpireSeconds',
+  'renewIntervalMs',
+  'retryIntervalMs',
+  'owner',
+  'handleSignals',
+  'handleErrors',
+  'shutdownTimeoutMs',
+  'onLost',
+  'logger',
+]);
+
+/** Checks and completes the TTL-related options; shared with `Coalescer`. */
+export function normalizeTtl(options: { ttlMs?: unknown; lockExpireSeconds?: unknown }): number {
+  let ttlMs: number = DEFAULTS.ttlMs;
+  if (options.ttlMs !== undefined) ttlMs = checkInteger('ttlMs', options.ttlMs, MIN_TTL_MS, MAX_TTL_MS);
+  if (options.lockExpireSeconds !== undefined) {
+    const s = options.lockExpireSeconds;
+    const allowed = `a number of seconds from ${MIN_TTL_MS / 1000} to ${MAX_TTL_MS / 1000}`;
+    if (typeof s !== 'number' || Number.isNaN(s)) throw new TypeError(expected('lockExpireSeconds', allowed, s));
+    if (s * 1000 < MIN_TTL_MS || s * 1000 > MAX_TTL_MS) throw new RangeError(expected('lockExpireSeconds', allowed, s));
+    const fromSeconds = Math.round(s * 1000);
+    if (options.ttlMs !== undefined && fromSeconds !== ttlMs) {
+      throw new RangeError(
+        `Expected \`lockExpireSeconds\` (${s}) and \`ttlMs\` (${ttlMs}) to agree; give only one of them (ttlMs is preferred)`,
+      );
+    }
+    ttlMs = fromSeconds;
+  }
+  return ttlMs;
+}
+
+function normalizeSignals(value: unknown): readonly NodeJS.Signals[] {
+  if (value === undefined || value === true) return DEFAULTS.handleSignals;
+  if (value === false) return [];
+  const allowed = 'true, false, or an array of signal names such as ["SIGTERM", "SIGINT"]';
+  if (!Array.isArray(value)) throw new TypeError(expected('handleSignals', allowed, value));
+  for (const s of value) {
+    if (typeof s !== 'string' || !(s in osConstants.signals) || s === 'SIGKILL' || s === 'SIGSTOP') {
+      throw new TypeError(expected('handleSignals', `${allowed}; SIGKILL and SIGSTOP cannot be handled`, s));
+    }
+  }
+  return Object.freeze([...new Set(value as NodeJS.Signals[])]);
+}
+
+/** Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad value. */
+export function normalizeOptions(options: SingletonOptions | undefined): NormalizedOptions {
+  if (options === undefined) options = {};
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(expected('options', 'an object or undefined', options));
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) {
+      throw new TypeError(`Unknown option \`${key}\`; allowed options are: ${[...KNOWN_OPTIONS].join(', ')}`);
+    }
+  }
+  const ttlMs = normalizeTtl(options);
+  const renewIntervalMs =
+    options.renewIntervalMs === undefined
+      ? Math.max(1, Math.floor(ttlMs / 3))
+      : checkInteger('renewIntervalMs', options.renewIntervalMs, 1, ttlMs - 1);
+  const retryIntervalMs =
+    options.retryIntervalMs === undefined
+      ? DEFAULTS.retryIntervalMs
+      : checkInteger('retryIntervalMs', options.retryIntervalMs, 1, MAX_TTL_MS);
+  const host = hostname();
+  let owner = `${host}:${process.pid}`;
+  if (options.owner !== undefined) {
+    if (typeof options.owner !== 'string' || options.owner.length === 0 || options.owner.length > 200) {
+      throw new TypeError(expected('owner', 'a string of 1 to 200 characters', options.owner));
+    }
+    owner = options.owner;
+  }
+  const handleErrors =
+    options.handleErrors === undefined ? DEFAULTS.handleErrors : checkBoolean('handleErrors', options.handleErrors);
+  const shutdownTimeoutMs =
+    options.shutdownTimeoutMs === undefined
+      ? DEFAULTS.shutdownTimeoutMs
+      : checkInteger('shutdownTimeoutMs', options.shutdownTimeoutMs, 0, 3_600_000);
+  if (options.onLost !== undefined && options.onLost !== 'exit' && options.onLost !== 'emit') {
+    throw new TypeError(expected('onLost', '"exit" or "emit"', options.onLost));
+  }
+  if (options.logger !== undefined && !isLogger(options.logger)) {
+    throw new TypeError(expected('logger', 'a pino-compatible logger (with debug, info, warn and error methods)', options.logger));
+  }
+  return {
+    ttlMs,
+    renewIntervalMs,
+    retryIntervalMs,
+    owner,
+    hostname: host,
+    pid: process.pid,
+    signals: normalizeSignals(options.handleSignals),
+    handleErrors,
+    shutdownTimeoutMs,
+    onLost: options.onLost,
+    logger: options.logger ?? getDefaultLogger(),
+  };
+}

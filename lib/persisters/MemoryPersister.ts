@@ -1,0 +1,111 @@
+import { EventEmitter } from 'node:events';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  LockInfo,
+  Persister,
+  PersisterCapabilities,
+  ReleaseRequest,
+  RenewRequest,
+  RenewResult,
+} from './Persister';
+
+interface MemoryLease {
+  token: string;
+  info: Omit<LockInfo, 'expiresAt'>;
+  expiresAtMs: number;
+}
+
+interface MemoryFence {
+  fence: number;
+  /** The latest lease of this name and whether it was released (not left to expire). */
+  last?: { info: LockInfo; released: boolean };
+}
+
+/**
+ * Leases in this process's memory: for tests and single-process use. Not
+ * persistent; the clock is this process's `Date.now()`, which is the store's
+ * clock here. Fencing tokens are seeded from the clock in microseconds, as on
+ * every store.
+ */
+export class MemoryPersister implements Persister {
+  /** Memory has notifications and fencing but does not outlive the process. */
+  readonly capabilities: PersisterCapabilities = Object.freeze({
+    serverClock: true,
+    notify: true,
+    fencing: true,
+    persistent: false,
+  });
+
+  private readonly leases = new Map<string, MemoryLease>();
+  private readonly fences = new Map<string, MemoryFence>();
+  private readonly releases = new EventEmitter().setMaxListeners(0);
+
+  /** Take the lease if it is free or expired. */
+  async acquire({ name, token, ttlMs, owner }: AcquireRequest): Promise<AcquireResult> {
+    const now = Date.now();
+    const current = this.leases.get(name);
+    if (current && current.expiresAtMs > now) {
+      if (current.token !== token) return { acquired: false, holder: this.view(current) };
+      current.expiresAtMs = now + ttlMs;
+      return { acquired: true, lease: this.view(current) };
+    }
+    const record = this.fences.get(name) ?? { fence: 0 };
+    let expired: LockInfo | undefined;
+    if (record.last && !record.last.released) expired = record.last.info;
+    const fence = Math.max(record.fence + 1, now * 1000);
+    const lease: MemoryLease = {
+      token,
+      info: { name, owner: owner.owner, hostname: owner.hostname, pid: owner.pid, fencingToken: fence, acquiredAt: new Date(now) },
+      expiresAtMs: now + ttlMs,
+    };
+    this.leases.set(name, lease);
+    record.fence = fence;
+    record.last = { info: this.view(lease), released: false };
+    this.fences.set(name, record);
+    return expired ? { acquired: true, lease: this.view(lease), expired } : { acquired: true, lease: this.view(lease) };
+  }
+
+  /** Extend the lease, only with the holder's token. */
+  async renew({ name, token, ttlMs }: RenewRequest): Promise<RenewResult> {
+    const now = Date.now();
+    const current = this.leases.get(name);
+    if (!current || current.expiresAtMs <= now) return { renewed: false, holder: null };
+    if (current.token !== token) return { renewed: false, holder: this.view(current) };
+    current.expiresAtMs = now + ttlMs;
+    const record = this.fences.get(name);
+    if (record?.last) record.last.info = this.view(current);
+    return { renewed: true, expiresAt: new Date(current.expiresAtMs) };
+  }
+
+  /** Delete the lease, only with the holder's token. */
+  async release({ name, token }: ReleaseRequest): Promise<boolean> {
+    const current = this.leases.get(name);
+    if (!current || current.token !== token || current.expiresAtMs <= Date.now()) return false;
+    this.leases.delete(name);
+    const record = this.fences.get(name);
+    if (record?.last) record.last.released = true;
+    this.releases.emit(name);
+    return true;
+  }
+
+  /** The current holder, or null. */
+  async inspect(name: string): Promise<LockInfo | null> {
+    const current = this.leases.get(name);
+    if (!current || current.expiresAtMs <= Date.now()) return null;
+    return this.view(current);
+  }
+
+  /** Calls `onRelease` on every release of `name`. */
+  async watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
+    const listener = () => onRelease();
+    this.releases.on(name, listener);
+    return async () => {
+      this.releases.off(name, listener);
+    };
+  }
+
+  private view(lease: MemoryLease): LockInfo {
+    return { ...lease.info, acquiredAt: new Date(lease.info.acquiredAt), expiresAt: new Date(lease.expiresAtMs) };
+  }
+}

@@ -1,0 +1,17 @@
+// Writes dist/esm/index.mjs: an ES module that re-exports the CommonJS build's
+// named exports, so `import { Singleton } from 'singleton-process'` and
+// `require('singleton-process')` share one copy of the code (no dual-package hazard).
+import { createRequire } from 'node:module';
+import { mkdirSync, writeFileSync } from 'node:fs';
+
+const require = createRequire(import.meta.url);
+const api = require('../dist/cjs/index.js');
+const names = Object.keys(api).filter((n) => n !== 'default' && n !== '__esModule').sort();
+mkdirSync(new URL('../dist/esm/', import.meta.url), { recursive: true });
+const body = [
+  "import api from '../cjs/index.js';",
+  ...names.map((n) => `export const ${n} = api.${n};`),
+  '',
+].join('\n');
+writeFileSync(new URL('../dist/esm/index.mjs', import.meta.url), body);
+console.log(`dist/esm/index.mjs: ${names.length} named exports`);
