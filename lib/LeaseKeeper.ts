@@ -1,0 +1,162 @@
+import { toPersisterError, type LostReason } from './errors';
+import type { LockInfo, Persister, RenewRequest, RenewResult } from './persisters/Persister';
+import { monotonicNow, safetyMarginMs } from './time';
+
+/** What a `Singleton` hands the keeper for one held lease, and how the keeper reports back. */
+export interface KeptLease {
+  readonly name: string;
+  readonly token: string;
+  readonly ttlMs: number;
+  readonly renewIntervalMs: number;
+  /** Monotonic time the last successful acquire/renew was sent. */
+  sentAt: number;
+  /** Round trip of the last successful acquire/renew, ms. */
+  roundTripMs: number;
+  onRenewed(expiresAt: Date): void;
+  onLost(reason: LostReason, holder?: LockInfo): void;
+  onError(error: Error): void;
+}
+
+interface Entry {
+  lease: KeptLease;
+  nextDue: number;
+  deadline: number;
+  inFlight: boolean;
+  failures: number;
+}
+
+/**
+ * Renews every lease held through one persister, in batches.
+ *
+ * One timer per persister (not per lease), armed for the earliest renewal or
+ * loss deadline. When it fires, every lease due within a quarter of its renew
+ * interval is renewed in the same batch (one `renewMany` round trip where the
+ * persister offers it), so 10 000 held singletons cost a handful of round
+ * trips per interval. A lease whose renewals keep failing is declared lost at
+ * its local monotonic deadline — last successful send + ttl − safety margin —
+ * before the store can hand it to anyone else.
+ */
+export class LeaseKeeper {
+  private readonly entries = new Map<KeptLease, Entry>();
+  private timer: NodeJS.Timeout | undefined;
+  private armedFor = Infinity;
+
+  constructor(private readonly persister: Persister) {}
+
+  /** Number of leases kept. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Starts renewing `lease`. */
+  add(lease: KeptLease): void {
+    const entry: Entry = { lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0 };
+    this.schedule(entry, lease.sentAt, lease.roundTripMs);
+    this.entries.set(lease, entry);
+    this.arm(Math.min(entry.nextDue, entry.deadline));
+  }
+
+  /** Stops renewing `lease`; an answer still in flight for it is ignored. */
+  remove(lease: KeptLease): void {
+    this.entries.delete(lease);
+    if (this.entries.size === 0) this.disarm();
+  }
+
+  private schedule(entry: Entry, sentAt: number, roundTripMs: number): void {
+    const { ttlMs, renewIntervalMs } = entry.lease;
+    entry.deadline = sentAt + ttlMs - safetyMarginMs(ttlMs, roundTripMs);
+    entry.nextDue = Math.min(sentAt + renewIntervalMs, entry.deadline);
+  }
+
+  private arm(at: number): void {
+    if (at >= this.armedFor) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.armedFor = at;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, at - monotonicNow()));
+    this.timer.unref();
+  }
+
+  private disarm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedFor = Infinity;
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    const now = monotonicNow();
+    const batch: Entry[] = [];
+    let next = Infinity;
+    for (const entry of this.entries.values()) {
+      if (entry.deadline <= now) {
+        this.entries.delete(entry.lease);
+        entry.lease.onLost('store-unreachable');
+        continue;
+      }
+      if (!entry.inFlight && entry.nextDue <= now + entry.lease.renewIntervalMs / 4) batch.push(entry);
+      else next = Math.min(next, entry.inFlight ? entry.deadline : Math.min(entry.nextDue, entry.deadline));
+    }
+    if (batch.length > 0) this.send(batch);
+    for (const entry of batch) next = Math.min(next, entry.deadline);
+    if (next < Infinity) this.arm(next);
+  }
+
+  private send(batch: Entry[]): void {
+    const sentAt = monotonicNow();
+    const requests: RenewRequest[] = batch.map(({ lease }) => ({ name: lease.name, token: lease.token, ttlMs: lease.ttlMs }));
+    for (const entry of batch) entry.inFlight = true;
+    const answers: Promise<Array<RenewResult | Error>> =
+      batch.length > 1 && this.persister.renewMany
+        ? this.persister.renewMany(requests).catch((err: unknown) => requests.map(() => toError(err)))
+        : Promise.all(requests.map((r) => this.persister.renew(r).catch(toError)));
+    void answers.then((results) => {
+      const roundTripMs = monotonicNow() - sentAt;
+      batch.forEach((entry, i) => this.settle(entry, results[i] ?? new Error('no answer for this lease'), sentAt, roundTripMs));
+    });
+  }
+
+  private settle(entry: Entry, result: RenewResult | Error, sentAt: number, roundTripMs: number): void {
+    entry.inFlight = false;
+    const { lease } = entry;
+    if (this.entries.get(lease) !== entry) return; // released or lost meanwhile
+    if (result instanceof Error) {
+      entry.failures += 1;
+      // Retry with backoff, but always at least once more before the deadline.
+      const now = monotonicNow();
+      const backoff = Math.min(lease.renewIntervalMs, 50 * 2 ** (entry.failures - 1));
+      entry.nextDue = Math.min(now + backoff, now + Math.max(0, (entry.deadline - now) / 2));
+      this.arm(Math.min(entry.nextDue, entry.deadline));
+      lease.onError(toPersisterError(`Renewing lock "${lease.name}"`, result));
+      return;
+    }
+    if (!result.renewed) {
+      this.entries.delete(lease);
+      if (this.entries.size === 0) this.disarm();
+      lease.onLost(result.holder ? 'taken-over' : 'expired', result.holder ?? undefined);
+      return;
+    }
+    entry.failures = 0;
+    lease.sentAt = sentAt;
+    lease.roundTripMs = roundTripMs;
+    this.schedule(entry, sentAt, roundTripMs);
+    this.arm(entry.nextDue);
+    lease.onRenewed(result.expiresAt);
+  }
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+const keepers = new WeakMap<Persister, LeaseKeeper>();
+
+/** The one keeper of a persister, shared by every `Singleton` on it. */
+export function keeperFor(persister: Persister): LeaseKeeper {
+  let keeper = keepers.get(persister);
+  if (!keeper) {
+    keeper = new LeaseKeeper(persister);
+    keepers.set(persister, keeper);
+  }
+  return keeper;
+}

@@ -1,0 +1,454 @@
+import { EventEmitter } from 'node:events';
+import { abortError, LockLostError, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
+import type { EventBase, SingletonEvents } from './events';
+import { keeperFor, type KeptLease, type LeaseKeeper } from './LeaseKeeper';
+import { childLogger, type Logger } from './logger';
+import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
+import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
+import { type HookEntry, processHooks } from './processHooks';
+import { canTransition, type State } from './states';
+import { monotonicNow, newToken, withJitter } from './time';
+import { checkInteger, expected, checkName } from './validate';
+import { Waker } from './Waker';
+
+/** Options of {@link Singleton.waitForLock}. */
+export interface WaitOptions {
+  /** Stop waiting when this signal aborts (rejects with an `AbortError`). */
+  signal?: AbortSignal;
+  /** Stop waiting after this many ms (rejects with a `TimeoutError`). */
+  timeoutMs?: number;
+}
+
+/** Options of {@link Singleton.run}. */
+export interface RunOptions extends WaitOptions {
+  /** Wait for the lock (hot standby) instead of answering `conflict` at once. @default false */
+  wait?: boolean;
+}
+
+/** What {@link Singleton.run} did: ran `fn` under the lock, or found it held elsewhere. */
+export type RunResult<T> = { status: 'done'; value: T } | { status: 'conflict'; holder: LockInfo };
+
+interface HeldLease {
+  token: string;
+  fencingToken: bigint | number;
+  expiresAt: Date;
+  kept: KeptLease;
+}
+
+type EventPayload<E extends keyof SingletonEvents> = Omit<SingletonEvents[E][0], 'name'>;
+
+const WARN_STATES: ReadonlySet<string> = new Set(['conflict', 'lost']);
+
+/**
+ * One named lock, held by at most one instance across every process and host
+ * that shares the persister. An EventEmitter driving the state machine of
+ * `states.ts`; every transition goes through {@link Singleton.setState}.
+ *
+ * @example
+ * ```ts
+ * const singleton = new Singleton('nightly-report', new RedisPersister(redis), { ttlMs: 15_000 });
+ * singleton.on('locked', ({ fencingToken }) => startWork(fencingToken));
+ * singleton.on('conflict', () => process.exit(0));
+ * await singleton.lock();
+ * ```
+ */
+export class Singleton extends EventEmitter<SingletonEvents> {
+  /** The lock name. */
+  readonly name: string;
+  /** This instance's human-readable identity, as others see it. */
+  readonly owner: string;
+
+  private readonly persister: Persister;
+  private readonly options: NormalizedOptions;
+  private readonly log: Logger;
+  private readonly ownerInfo: OwnerInfo;
+  private readonly keeper: LeaseKeeper;
+  private readonly hookEntry: HookEntry;
+  private currentState: State = 'idle';
+  private held: HeldLease | undefined;
+  private lastHolder: LockInfo | undefined;
+  private attemptInFlight: Promise<boolean> | undefined;
+  private releaseInFlight: Promise<void> | undefined;
+  private readonly waits = new Set<AbortController>();
+
+  /**
+   * @param name 1..200 printable characters.
+   * @param persister the store, e.g. `new RedisPersister(redis)` or `new FilePersister()`.
+   * @param options see {@link SingletonOptions}; every bad value throws here.
+   */
+  constructor(name: string, persister: Persister, options?: SingletonOptions) {
+    super();
+    this.name = checkName(name);
+    if (!isPersister(persister)) {
+      throw new TypeError(
+        expected('persister', 'a Persister (acquire, renew, release, inspect); wrap a seed-style callback persister with fromCallbackPersister()', persister),
+      );
+    }
+    this.persister = persister;
+    this.options = normalizeOptions(options);
+    this.owner = this.options.owner;
+    this.ownerInfo = { owner: this.owner, hostname: this.options.hostname, pid: this.options.pid };
+    this.log = childLogger(this.options.logger, { lock: this.name, owner: this.owner });
+    this.keeper = keeperFor(persister);
+    this.hookEntry = {
+      name: this.name,
+      signals: this.options.signals,
+      handleErrors: this.options.handleErrors,
+      shutdownTimeoutMs: this.options.shutdownTimeoutMs,
+      logger: this.log,
+      release: () => this.release(),
+    };
+  }
+
+  /** Where this instance is in its lifecycle (see `states.ts`). */
+  get state(): State {
+    return this.currentState;
+  }
+
+  /** The fencing token of the lease held now, or `undefined` when nothing is held. */
+  get fencingToken(): bigint | number | undefined {
+    return this.held?.fencingToken;
+  }
+
+  /** Lease length in ms, after defaults. */
+  get ttlMs(): number {
+    return this.options.ttlMs;
+  }
+
+  /** The holder seen by the last attempt that found the lock taken, if any. */
+  get holder(): LockInfo | undefined {
+    return this.lastHolder;
+  }
+
+  /**
+   * One attempt to take the lock. Emits `locking`, then `locked` (after
+   * `expired` when it took over a lease that ran out) or `conflict`.
+   * Resolves `true` when held. A store failure emits `error` and rejects with a
+   * `PersisterError` — it is never reported as a conflict.
+   */
+  async lock(): Promise<boolean> {
+    if (this.currentState === 'locked') return true;
+    if (this.attemptInFlight) return this.attemptInFlight;
+    if (this.releaseInFlight) await this.releaseInFlight.catch(() => undefined);
+    return this.attempt(true);
+  }
+
+  /**
+   * Stand by until the lock is held (hot standby). Wakes on a release
+   * notification where the persister can `watch`, at the holder's known expiry,
+   * and at the latest every `retryIntervalMs`. Emits `conflict` each time the
+   * holder changes. Store errors are logged (and emitted as `error`) and retried
+   * with backoff. Rejects with an `AbortError` or `TimeoutError`.
+   */
+  async waitForLock(options: WaitOptions = {}): Promise<void> {
+    const { signal, timeoutMs } = checkWaitOptions(options);
+    if (this.currentState === 'locked') return;
+    if (signal?.aborted) throw abortError(signal.reason);
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(abortError(signal?.reason));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () => controller.abort(timeoutError(`Timed out after ${timeoutMs} ms waiting for lock "${this.name}"`)),
+            timeoutMs,
+          );
+    this.waits.add(controller);
+    const waker = new Waker();
+    let unwatch: (() => Promise<void>) | undefined;
+    try {
+      unwatch = await this.watchReleases(waker);
+      let failures = 0;
+      for (;;) {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        waker.clearPending();
+        let delayMs: number;
+        try {
+          if (await this.attemptShared()) return;
+          failures = 0;
+          delayMs = this.delayUntilNextAttempt();
+        } catch (err) {
+          if (err instanceof SingletonError && err.code === 'SINGLETON_SHUTTING_DOWN') throw err;
+          failures += 1;
+          delayMs = withJitter(Math.min(this.options.retryIntervalMs, 50 * 2 ** failures), 0.5);
+        }
+        await waker.sleep(delayMs, controller.signal);
+      }
+    } finally {
+      waker.dispose();
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      this.waits.delete(controller);
+      if (unwatch) unwatch().catch((err: unknown) => this.log.debug({ err }, 'unwatch failed'));
+    }
+  }
+
+  /**
+   * Give the lease up: emits `releasing`, `released`. Owner-checked — it never
+   * deletes someone else's lease. Also ends any `waitForLock` in progress.
+   * A no-op when nothing is held.
+   */
+  async release(): Promise<void> {
+    for (const wait of this.waits) wait.abort(abortError());
+    if (this.attemptInFlight) await this.attemptInFlight.catch(() => false);
+    if (this.releaseInFlight) return this.releaseInFlight;
+    const held = this.held;
+    if (this.currentState !== 'locked' || !held) return;
+    this.releaseInFlight = this.releaseHeld(held).finally(() => {
+      this.releaseInFlight = undefined;
+    });
+    return this.releaseInFlight;
+  }
+
+  /** Whether anyone (this instance included) holds the lock now. */
+  async exists(): Promise<boolean> {
+    return (await this.inspect()) !== null;
+  }
+
+  /** The current holder (never its token), or `null` when free. */
+  async inspect(): Promise<LockInfo | null> {
+    try {
+      return await this.persister.inspect(this.name);
+    } catch (err) {
+      throw toPersisterError(`Inspecting lock "${this.name}"`, err);
+    }
+  }
+
+  /**
+   * Acquire (or, with `wait: true`, wait for) the lock, run `fn(signal)`, and
+   * release in every case. `signal` aborts with a `LockLostError` when the lease
+   * is lost; `run` then rejects with that error, since the work may have
+   * overlapped with the next holder.
+   */
+  async run<T>(fn: (signal: AbortSignal) => T | Promise<T>, options: RunOptions = {}): Promise<RunResult<T>> {
+    if (typeof fn !== 'function') throw new TypeError(expected('fn', 'a function', fn));
+    if (options.wait !== undefined && typeof options.wait !== 'boolean') {
+      throw new TypeError(expected('wait', 'true or false', options.wait));
+    }
+    if (options.wait) await this.waitForLock(options);
+    else if (!(await this.lock())) return { status: 'conflict', holder: this.lastHolder as LockInfo };
+    const controller = new AbortController();
+    const onLost = (e: SingletonEvents['lost'][0]) => controller.abort(new LockLostError(this.name, e.reason, e.holder));
+    this.on('lost', onLost);
+    let value: T;
+    try {
+      value = await fn(controller.signal);
+    } catch (err) {
+      this.off('lost', onLost);
+      await this.release().catch((releaseErr: unknown) => this.log.error({ err: releaseErr }, 'release after a failed run failed'));
+      throw err;
+    }
+    this.off('lost', onLost);
+    if (controller.signal.aborted) throw controller.signal.reason;
+    await this.release();
+    return { status: 'done', value };
+  }
+
+  /** Releases the lock, so `await using s = new Singleton(...)` frees it at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+
+  // ——— internals ————————————————————————————————————————————————
+
+  /** The one door for state: checks the move against the table, logs it, emits the event of that name. */
+  private setState<S extends State>(
+    next: S,
+    payload: S extends keyof SingletonEvents ? EventPayload<S> : { message: string },
+    emit = true,
+  ): void {
+    const from = this.currentState;
+    if (!canTransition(from, next)) {
+      throw new Error(`singleton-process internal error: transition ${from} → ${next} is not allowed`);
+    }
+    this.currentState = next;
+    const event = { name: this.name, ...payload } as EventBase;
+    const logFields = { from, to: next, ...loggable(event) };
+    if (WARN_STATES.has(next) && emit) this.log.warn(logFields, event.message);
+    else this.log.debug(logFields, event.message);
+    if (emit && next !== 'idle') (this.emit as (e: string, p: unknown) => boolean)(next, event);
+  }
+
+  private emitEvent<E extends 'expired' | 'renewed'>(event: E, payload: EventPayload<E>): void {
+    const full = { name: this.name, ...payload } as SingletonEvents[E][0];
+    if (event === 'expired') this.log.warn(loggable(full), full.message);
+    (this.emit as (e: string, p: unknown) => boolean)(event, full);
+  }
+
+  /**
+   * Emits `error` when someone listens; otherwise logs it. Never throws.
+   * @internal used by `standby()` and the `Coalescer`.
+   */
+  reportError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else this.log.error({ err: error }, error.message);
+  }
+
+  private attemptShared(): Promise<boolean> {
+    if (this.currentState === 'locked') return Promise.resolve(true);
+    return this.attemptInFlight ?? this.attempt(false);
+  }
+
+  private attempt(alwaysEmitConflict: boolean): Promise<boolean> {
+    const promise = this.acquireOnce(alwaysEmitConflict).finally(() => {
+      this.attemptInFlight = undefined;
+    });
+    this.attemptInFlight = promise;
+    return promise;
+  }
+
+  private async acquireOnce(alwaysEmitConflict: boolean): Promise<boolean> {
+    if (processHooks.shuttingDown) {
+      throw new SingletonError('SINGLETON_SHUTTING_DOWN', `Not locking "${this.name}": the process is shutting down.`);
+    }
+    if (this.releaseInFlight) await this.releaseInFlight.catch(() => undefined);
+    this.setState('locking', { message: `locking "${this.name}"` });
+    const token = newToken();
+    const sentAt = monotonicNow();
+    let result;
+    try {
+      result = await this.persister.acquire({ name: this.name, token, ttlMs: this.options.ttlMs, owner: this.ownerInfo });
+    } catch (err) {
+      const error = toPersisterError(`Acquiring lock "${this.name}"`, err);
+      this.setState('idle', { message: `could not reach the store to lock "${this.name}"` });
+      this.reportError(error);
+      throw error;
+    }
+    if (!result.acquired) {
+      const changed = !this.lastHolder || !sameHolder(this.lastHolder, result.holder);
+      this.lastHolder = result.holder;
+      this.setState(
+        'conflict',
+        { holder: result.holder, message: `"${this.name}" is held by ${describeHolder(result.holder)}` },
+        alwaysEmitConflict || changed,
+      );
+      return false;
+    }
+    const { lease } = result;
+    const kept: KeptLease = {
+      name: this.name,
+      token,
+      ttlMs: this.options.ttlMs,
+      renewIntervalMs: this.options.renewIntervalMs,
+      sentAt,
+      roundTripMs: monotonicNow() - sentAt,
+      onRenewed: (expiresAt) => this.onRenewed(expiresAt),
+      onLost: (reason, holder) => this.onLost(reason, holder),
+      onError: (error) => this.reportError(error),
+    };
+    this.held = { token, fencingToken: lease.fencingToken, expiresAt: lease.expiresAt, kept };
+    this.lastHolder = undefined;
+    processHooks.register(this.hookEntry);
+    this.keeper.add(kept);
+    if (result.expired) {
+      this.emitEvent('expired', {
+        previous: result.expired,
+        message: `took over "${this.name}" from ${describeHolder(result.expired)}, whose lease had expired`,
+      });
+    }
+    this.setState('locked', {
+      fencingToken: lease.fencingToken,
+      expiresAt: lease.expiresAt,
+      message: `locked "${this.name}" with fencing token ${String(lease.fencingToken)}`,
+    });
+    return true;
+  }
+
+  private async releaseHeld(held: HeldLease): Promise<void> {
+    this.setState('releasing', { message: `releasing "${this.name}"` });
+    this.keeper.remove(held.kept);
+    let error: Error | undefined;
+    try {
+      const deleted = await this.persister.release({ name: this.name, token: held.token });
+      if (!deleted) this.log.warn({}, `"${this.name}" was no longer held by this instance at release (it had expired or was taken over)`);
+    } catch (err) {
+      error = toPersisterError(`Releasing lock "${this.name}"`, err);
+    }
+    this.held = undefined;
+    processHooks.unregister(this.hookEntry);
+    this.setState('released', { message: `released "${this.name}"` });
+    if (error) {
+      this.reportError(error);
+      throw error;
+    }
+  }
+
+  private onRenewed(expiresAt: Date): void {
+    if (!this.held) return;
+    this.held.expiresAt = expiresAt;
+    this.emitEvent('renewed', { expiresAt, message: `renewed "${this.name}" until ${expiresAt.toISOString()}` });
+  }
+
+  private onLost(reason: LostReason, holder?: LockInfo): void {
+    const held = this.held;
+    if (!held || this.currentState !== 'locked') return;
+    this.held = undefined;
+    processHooks.unregister(this.hookEntry);
+    const exit = this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
+    if (reason === 'store-unreachable') {
+      // Best effort: if the store comes back before expiry, free it for the next holder at once.
+      this.persister.release({ name: this.name, token: held.token }).catch(() => undefined);
+    }
+    const by = holder ? `; now held by ${describeHolder(holder)}` : '';
+    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` });
+    if (exit) {
+      this.log.error(
+        { reason, exitCode: 70 },
+        `exiting with code 70: lock "${this.name}" was lost (${reason}) and no 'lost' listener handles it; listen for 'lost' or set onLost: 'emit' to handle it yourself`,
+      );
+      process.exit(70);
+    }
+  }
+
+  private async watchReleases(waker: Waker): Promise<(() => Promise<void>) | undefined> {
+    if (!this.persister.watch) return undefined;
+    try {
+      return await this.persister.watch(this.name, () => waker.notify());
+    } catch (err) {
+      this.reportError(toPersisterError(`Watching lock "${this.name}" for releases (falling back to polling)`, err));
+      return undefined;
+    }
+  }
+
+  /** Next attempt: at the holder's known expiry (plus jitter), and at the latest after `retryIntervalMs`. */
+  private delayUntilNextAttempt(): number {
+    const retry = this.options.retryIntervalMs;
+    if (!this.lastHolder) return retry;
+    // A hint only: a wrong guess costs one early or late attempt, never safety.
+    const untilExpiry = this.lastHolder.expiresAt.getTime() - Date.now();
+    return Math.min(retry, withJitter(Math.max(1, untilExpiry + 2), 0.2));
+  }
+}
+
+function isPersister(value: unknown): value is Persister {
+  if (value === null || typeof value !== 'object') return false;
+  const p = value as Record<string, unknown>;
+  return ['acquire', 'renew', 'release', 'inspect'].every((m) => typeof p[m] === 'function');
+}
+
+function checkWaitOptions(options: WaitOptions): WaitOptions {
+  if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object', options));
+  const { signal, timeoutMs } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(expected('signal', 'an AbortSignal', signal));
+  if (timeoutMs !== undefined) checkInteger('timeoutMs', timeoutMs, 0);
+  return { signal, timeoutMs };
+}
+
+function sameHolder(a: LockInfo, b: LockInfo): boolean {
+  return a.owner === b.owner && a.hostname === b.hostname && a.pid === b.pid && a.fencingToken === b.fencingToken;
+}
+
+/** "owner (pid 12 on host-a) since 2026-…" — for messages and the CLI. */
+export function describeHolder(h: LockInfo): string {
+  return `${h.owner} (pid ${h.pid} on ${h.hostname}, fencing token ${String(h.fencingToken)}, since ${h.acquiredAt.toISOString()})`;
+}
+
+function loggable(event: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(event)) {
+    if (k === 'message' || k === 'name') continue;
+    out[k] = typeof v === 'bigint' ? String(v) : v;
+  }
+  return out;
+}

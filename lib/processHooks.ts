@@ -1,0 +1,161 @@
+import { inspect } from 'node:util';
+import type { Logger } from './logger';
+
+/** What the registry needs from a held `Singleton`. */
+export interface HookEntry {
+  readonly name: string;
+  readonly signals: readonly NodeJS.Signals[];
+  readonly handleErrors: boolean;
+  readonly shutdownTimeoutMs: number;
+  readonly logger: Logger;
+  release(): Promise<void>;
+}
+
+type FatalKind = 'uncaughtException' | 'unhandledRejection';
+
+/**
+ * One process-wide registry for signals and fatal errors (DESIGN.md §4).
+ *
+ * Listeners exist only while at least one registered `Singleton` holds a lease
+ * and asked for them, so a process that holds nothing behaves exactly as it
+ * would without the library. On a signal: release every holder in parallel
+ * (bounded by the longest `shutdownTimeoutMs`), remove our listeners and
+ * re-raise the signal, so the process dies the way it would have (exit status
+ * 128+n) — unless the application listens for that signal itself, in which
+ * case the exit stays the application's decision. A second signal during the
+ * releases exits at once. On a fatal error: release, print, exit 1.
+ */
+class ProcessHooks {
+  private readonly entries = new Set<HookEntry>();
+  private readonly signalListeners = new Map<NodeJS.Signals, () => void>();
+  private fatalListeners: { uncaught: (err: unknown) => void; rejection: (reason: unknown) => void } | undefined;
+  private shutdown: Promise<void> | undefined;
+
+  /** True once a signal or fatal error started the shutdown; no new lock may be taken then. */
+  get shuttingDown(): boolean {
+    return this.shutdown !== undefined;
+  }
+
+  /** Starts handling signals/errors for `entry` (while it holds a lease). */
+  register(entry: HookEntry): void {
+    this.entries.add(entry);
+    this.sync();
+  }
+
+  /** Stops handling `entry`; removes process listeners nobody needs any more. */
+  unregister(entry: HookEntry): void {
+    if (!this.entries.delete(entry)) return;
+    if (!this.shutdown) this.sync();
+  }
+
+  /** The process listeners currently installed (for tests and diagnostics). */
+  installed(): { signals: NodeJS.Signals[]; errors: boolean } {
+    return { signals: [...this.signalListeners.keys()], errors: this.fatalListeners !== undefined };
+  }
+
+  private sync(): void {
+    const wanted = new Set<NodeJS.Signals>();
+    let errors = false;
+    for (const entry of this.entries) {
+      for (const s of entry.signals) wanted.add(s);
+      errors ||= entry.handleErrors;
+    }
+    for (const [signal, listener] of this.signalListeners) {
+      if (!wanted.has(signal)) {
+        process.off(signal, listener);
+        this.signalListeners.delete(signal);
+      }
+    }
+    for (const signal of wanted) {
+      if (this.signalListeners.has(signal)) continue;
+      const listener = () => this.onSignal(signal);
+      this.signalListeners.set(signal, listener);
+      process.on(signal, listener);
+    }
+    if (errors && !this.fatalListeners) {
+      this.fatalListeners = {
+        uncaught: (err) => this.onFatal('uncaughtException', err),
+        rejection: (reason) => this.onFatal('unhandledRejection', reason),
+      };
+      process.on('uncaughtException', this.fatalListeners.uncaught);
+      process.on('unhandledRejection', this.fatalListeners.rejection);
+    } else if (!errors && this.fatalListeners) {
+      this.removeFatalListeners();
+    }
+  }
+
+  private removeFatalListeners(): void {
+    if (!this.fatalListeners) return;
+    process.off('uncaughtException', this.fatalListeners.uncaught);
+    process.off('unhandledRejection', this.fatalListeners.rejection);
+    this.fatalListeners = undefined;
+  }
+
+  private removeAll(): void {
+    for (const [signal, listener] of this.signalListeners) process.off(signal, listener);
+    this.signalListeners.clear();
+    this.removeFatalListeners();
+  }
+
+  private releaseAll(targets: HookEntry[], why: string): Promise<void> {
+    const timeoutMs = Math.max(0, ...targets.map((e) => e.shutdownTimeoutMs));
+    for (const entry of targets) entry.logger.warn({ reason: why }, `releasing lock "${entry.name}" before exit (${why})`);
+    const releases = Promise.allSettled(targets.map((e) => e.release())).then(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        for (const entry of targets) {
+          entry.logger.error({ timeoutMs }, `lock "${entry.name}" not released within ${timeoutMs} ms; exiting anyway`);
+        }
+        resolve();
+      }, timeoutMs);
+    });
+    return Promise.race([releases, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  private onSignal(signal: NodeJS.Signals): void {
+    const ours = this.signalListeners.get(signal);
+    const appListens = process.listeners(signal).some((l) => l !== ours);
+    if (this.shutdown) {
+      // Second signal while releasing: exit now, the way the signal would.
+      this.removeAll();
+      if (!appListens) process.kill(process.pid, signal);
+      return;
+    }
+    const targets = [...this.entries].filter((e) => e.signals.includes(signal));
+    this.shutdown = this.releaseAll(targets, signal).then(() => {
+      this.removeAll();
+      if (appListens) {
+        // The application handles this signal itself: it decides whether to exit.
+        this.shutdown = undefined;
+        this.sync();
+        return;
+      }
+      process.kill(process.pid, signal);
+    });
+  }
+
+  private onFatal(kind: FatalKind, error: unknown): void {
+    const listeners = process.listeners(kind as 'uncaughtException');
+    const appListens = listeners.some((l) => l !== this.fatalListeners?.uncaught && l !== this.fatalListeners?.rejection);
+    if (appListens) return; // the application handles its own errors; the process would not have crashed
+    if (this.shutdown) {
+      printFatal(kind, error);
+      process.exit(1);
+    }
+    const targets = [...this.entries].filter((e) => e.handleErrors);
+    this.shutdown = this.releaseAll(targets, kind).then(() => {
+      this.removeAll();
+      printFatal(kind, error);
+      process.exit(1);
+    });
+  }
+}
+
+function printFatal(kind: FatalKind, error: unknown): void {
+  const prefix = kind === 'unhandledRejection' ? 'Unhandled promise rejection: ' : 'Uncaught exception: ';
+  process.stderr.write(`${prefix}${inspect(error)}\n`);
+}
+
+/** The process-wide registry. */
+export const processHooks = new ProcessHooks();

@@ -1,0 +1,25 @@
+import { randomBytes } from 'node:crypto';
+
+/** Milliseconds on a monotonic clock: immune to wall-clock jumps, used for every local deadline. */
+export function monotonicNow(): number {
+  return performance.now();
+}
+
+/** A fresh 128-bit random lease token, hex-encoded. It never leaves the holder and is never logged. */
+export function newToken(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/** `base` ms with up to `spread` (0..1) of random jitter added, so many waiters do not wake in lock-step. */
+export function withJitter(base: number, spread = 0.1): number {
+  return base + Math.random() * base * spread;
+}
+
+/**
+ * How much earlier than the store's expiry a holder must consider its lease gone:
+ * clock-rate drift (1 % of the ttl, as Redlock assumes), the last observed round
+ * trip, and 2 ms of timer slack, capped at a third of the ttl.
+ */
+export function safetyMarginMs(ttlMs: number, lastRoundTripMs: number): number {
+  return Math.min(Math.ceil(ttlMs * 0.01) + 2 + Math.ceil(lastRoundTripMs), Math.floor(ttlMs / 3));
+}
