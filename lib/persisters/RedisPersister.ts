@@ -1,0 +1,426 @@
+import type { Cluster, Redis } from 'ioredis';
+import { PersisterError, toPersisterError } from '../errors';
+import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  LockInfo,
+  Persister,
+  PersisterCapabilities,
+  ReleaseRequest,
+  RenewRequest,
+  RenewResult,
+} from './Persister';
+import { ACQUIRE_SCRIPT, INSPECT_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, type RedisScript } from './redisScripts';
+
+/** Options of {@link RedisPersister}. */
+export interface RedisPersisterOptions {
+  /**
+   * Prepended to every key and channel; the lock name follows in braces (a Cluster hash tag).
+   * @default 'singleton:'
+   */
+  keyPrefix?: string;
+  /**
+   * Longest wait for one store operation before it fails with a `PersisterError`.
+   * @default 5000
+   */
+  operationTimeoutMs?: number;
+  /**
+   * Whether `close()` also quits the client passed in. `persisterFromUrl` sets it for the client it made.
+   * @default false
+   */
+  ownsClient?: boolean;
+}
+
+/** Defaults of {@link RedisPersisterOptions}. */
+export const REDIS_PERSISTER_DEFAULTS = Object.freeze({
+  keyPrefix: 'singleton:',
+  operationTimeoutMs: 5_000,
+  ownsClient: false,
+});
+
+type Arg = string | number;
+type PipelineReply = Array<[Error | null, unknown]> | null;
+
+/** The slice of ioredis this persister uses (the same on `Redis` and `Cluster`). */
+interface ScriptClient {
+  readonly isCluster?: boolean;
+  evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
+  eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
+  script(subcommand: 'LOAD', source: string): Promise<unknown>;
+  pipeline(): { evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): unknown; exec(): Promise<PipelineReply> };
+  duplicate(...overrides: unknown[]): SubscriberClient;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+/** The slice of ioredis the release subscriber uses. */
+interface SubscriberClient {
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  on(event: 'message', listener: (channel: string) => void): unknown;
+  on(event: 'ready' | 'close' | 'error', listener: () => void): unknown;
+  disconnect(): void;
+}
+
+/** The lock's holder as the scripts return it: owner, host, pid, fence, at, exp. */
+function holderFrom(name: string, reply: readonly string[], offset: number): LockInfo {
+  const [owner, hostname, pid, fence, at, exp] = reply.slice(offset, offset + 6);
+  return {
+    name,
+    owner,
+    hostname,
+    pid: Number(pid),
+    fencingToken: Number(fence),
+    acquiredAt: new Date(Number(at)),
+    expiresAt: new Date(Number(exp)),
+  };
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.includes('NOSCRIPT');
+}
+
+function checkClient(client: unknown): ScriptClient {
+  const c = client as Record<string, unknown> | null;
+  if (!c || typeof c !== 'object' || !['evalsha', 'eval', 'duplicate'].every((m) => typeof c[m] === 'function')) {
+    throw new TypeError(expected('client', 'an ioredis Redis or Cluster client', client));
+  }
+  return client as ScriptClient;
+}
+
+/**
+ * Leases in Redis (standalone, Sentinel or Cluster through ioredis): one Lua
+ * script per operation, times from the server's clock, fencing tokens seeded
+ * from the server's time in µs, release notifications by pub/sub.
+ *
+ * @example
+ * ```ts
+ * const persister = new RedisPersister(new Redis(url), { keyPrefix: 'myapp:' });
+ * ```
+ */
+export class RedisPersister implements Persister {
+  /** Redis decides expiry on its clock, notifies releases, fences and outlives processes. */
+  readonly capabilities: PersisterCapabilities = Object.freeze({
+    serverClock: true,
+    notify: true,
+    fencing: true,
+    persistent: true,
+  });
+
+  /** Prefix of every key and channel. */
+  readonly keyPrefix: string;
+  /** Longest wait for one store operation, in ms. */
+  readonly operationTimeoutMs: number;
+
+  private readonly client: ScriptClient;
+  private readonly ownsClient: boolean;
+  private readonly releases: ReleaseSubscriber;
+
+  /**
+   * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
+   * @param options see {@link RedisPersisterOptions}.
+   * @throws TypeError / RangeError naming a bad client or option.
+   */
+  constructor(client: Redis | Cluster, options: RedisPersisterOptions = {}) {
+    this.client = checkClient(client);
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(expected('options', 'an object', options));
+    }
+    const { keyPrefix, operationTimeoutMs, ownsClient } = { ...REDIS_PERSISTER_DEFAULTS, ...stripUndefined(options) };
+    if (typeof keyPrefix !== 'string') throw new TypeError(expected('options.keyPrefix', 'a string', keyPrefix));
+    this.keyPrefix = keyPrefix;
+    this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
+    this.ownsClient = checkBoolean('options.ownsClient', ownsClient);
+    this.releases = new ReleaseSubscriber(() => this.duplicate(), this.timed.bind(this));
+  }
+
+  /** Take the lease if it is free or expired; otherwise report the holder. */
+  async acquire({ name, token, ttlMs, owner }: AcquireRequest): Promise<AcquireResult> {
+    checkInteger('ttlMs', ttlMs, 1);
+    const what = `Acquiring lock "${name}"`;
+    const args = [token, ttlMs, owner.owner, owner.hostname, owner.pid];
+    const raw = await this.run(what, ACQUIRE_SCRIPT, this.keys(name), args);
+    if (!Array.isArray(raw)) throw this.unexpected(what, raw);
+    const reply = raw as string[];
+    if (reply[0] === 'HELD') return { acquired: false, holder: holderFrom(name, reply, 1) };
+    if (reply[0] !== 'ACQUIRED') throw this.unexpected(what, reply);
+    const [, fence, at, exp] = reply;
+    const lease: LockInfo = {
+      name,
+      owner: owner.owner,
+      hostname: owner.hostname,
+      pid: owner.pid,
+      fencingToken: Number(fence),
+      acquiredAt: new Date(Number(at)),
+      expiresAt: new Date(Number(exp)),
+    };
+    return reply.length > 4 ? { acquired: true, lease, expired: holderFrom(name, reply, 4) } : { acquired: true, lease };
+  }
+
+  /** Extend the lease, only with the holder's token. */
+  async renew(request: RenewRequest): Promise<RenewResult> {
+    checkInteger('ttlMs', request.ttlMs, 1);
+    const what = `Renewing lock "${request.name}"`;
+    const reply = await this.run(what, RENEW_SCRIPT, this.keys(request.name), [request.token, request.ttlMs]);
+    return this.parseRenew(what, request.name, reply);
+  }
+
+  /**
+   * Renews many leases in one round trip (one pipeline). Each slot holds that
+   * lease's result or its own `PersisterError`; when the whole batch fails,
+   * every slot holds that error. On a Cluster, leases live on several nodes,
+   * so the renewals are sent concurrently instead.
+   */
+  async renewMany(requests: readonly RenewRequest[]): Promise<Array<RenewResult | Error>> {
+    for (const r of requests) checkInteger('ttlMs', r.ttlMs, 1);
+    if (requests.length === 0) return [];
+    if (this.client.isCluster) return Promise.all(requests.map((r) => this.renew(r).catch((e: unknown) => toPersisterError('Renewing', e))));
+    const results: Array<RenewResult | Error | undefined> = new Array(requests.length);
+    try {
+      await this.timed(`Renewing ${requests.length} locks`, () => this.renewBatch(requests, results));
+    } catch (error) {
+      const failure = toPersisterError(`Renewing ${requests.length} locks`, error);
+      return requests.map((_, i) => results[i] ?? failure);
+    }
+    return results as Array<RenewResult | Error>;
+  }
+
+  /** Delete the lease, only with the holder's token; watchers of `name` are notified. */
+  async release({ name, token }: ReleaseRequest): Promise<boolean> {
+    const reply = await this.run(`Releasing lock "${name}"`, RELEASE_SCRIPT, this.keys(name), [token, this.channel(name)]);
+    return reply === 1;
+  }
+
+  /** The current holder, or null when free. Never includes the token. */
+  async inspect(name: string): Promise<LockInfo | null> {
+    const reply = await this.run(`Inspecting lock "${name}"`, INSPECT_SCRIPT, [this.leaseKey(name)], []);
+    if (!Array.isArray(reply)) throw this.unexpected(`Inspecting lock "${name}"`, reply);
+    return reply.length === 0 ? null : holderFrom(name, reply as string[], 0);
+  }
+
+  /**
+   * Calls `onRelease` after every release of `name` (and once after the
+   * subscriber reconnects, as a release may have been missed). Resolves once
+   * the subscription is confirmed; the function it resolves removes this watcher.
+   */
+  watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
+    return this.releases.watch(this.channel(name), onRelease);
+  }
+
+  /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */
+  async close(): Promise<void> {
+    this.releases.close();
+    if (!this.ownsClient) return;
+    try {
+      await this.timed('Closing the Redis connection', () => this.client.quit());
+    } catch {
+      this.client.disconnect(); // quit could not finish (store gone or slow): drop the connection
+    }
+  }
+
+  /** A connection for pub/sub with the client's settings; it queues commands until connected. */
+  private duplicate(): SubscriberClient {
+    const override = { enableOfflineQueue: true };
+    return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
+  }
+
+  /** Lease key: `<prefix>{<name>}`. */
+  private leaseKey(name: string): string {
+    return `${this.keyPrefix}{${name}}`;
+  }
+
+  private keys(name: string): string[] {
+    const lease = this.leaseKey(name);
+    return [lease, `${lease}:fence`];
+  }
+
+  private channel(name: string): string {
+    return `${this.leaseKey(name)}:released`;
+  }
+
+  private parseRenew(what: string, name: string, reply: unknown): RenewResult {
+    if (Array.isArray(reply) && reply[0] === 'RENEWED') return { renewed: true, expiresAt: new Date(Number(reply[1])) };
+    if (Array.isArray(reply) && reply[0] === 'NOT_HELD') {
+      return { renewed: false, holder: reply.length > 1 ? holderFrom(name, reply as string[], 1) : null };
+    }
+    throw this.unexpected(what, reply);
+  }
+
+  /** Sends the batch as pipelines; slots that met NOSCRIPT are retried once after SCRIPT LOAD. */
+  private async renewBatch(requests: readonly RenewRequest[], results: Array<RenewResult | Error | undefined>): Promise<void> {
+    let pending = requests.map((_, i) => i);
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt > 0) await this.client.script('LOAD', RENEW_SCRIPT.source);
+      const pipeline = this.client.pipeline();
+      for (const i of pending) {
+        const { name, token, ttlMs } = requests[i];
+        pipeline.evalsha(RENEW_SCRIPT.sha1, RENEW_SCRIPT.numberOfKeys, ...this.keys(name), token, ttlMs);
+      }
+      const replies = await pipeline.exec();
+      if (!replies || replies.length !== pending.length) throw new Error('the pipeline returned no replies');
+      const missing: number[] = [];
+      replies.forEach(([error, reply], j) => {
+        const i = pending[j];
+        const what = `Renewing lock "${requests[i].name}"`;
+        if (error && isNoScript(error) && attempt === 0) missing.push(i);
+        else if (error) results[i] = toPersisterError(what, error);
+        else {
+          try {
+            results[i] = this.parseRenew(what, requests[i].name, reply);
+          } catch (parseError) {
+            results[i] = toPersisterError(what, parseError);
+          }
+        }
+      });
+      pending = missing;
+    }
+  }
+
+  /** Runs a script by SHA (EVAL on NOSCRIPT), bounded by the operation timeout; failures become `PersisterError`. */
+  private async run(what: string, script: RedisScript, keys: string[], args: Arg[]): Promise<unknown> {
+    return this.timed(what, async () => {
+      try {
+        return await this.client.evalsha(script.sha1, script.numberOfKeys, ...keys, ...args);
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        return this.client.eval(script.source, script.numberOfKeys, ...keys, ...args);
+      }
+    });
+  }
+
+  /** Races `op` against `operationTimeoutMs`; any failure becomes a `PersisterError` that says `what` failed. */
+  private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new PersisterError(
+            `${what} timed out after ${this.operationTimeoutMs} ms. Check that Redis is reachable and not overloaded; the operation can be retried.`,
+          ),
+        );
+      }, this.operationTimeoutMs);
+      timer.unref();
+      let pending: Promise<T>;
+      try {
+        pending = op();
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      pending.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(toPersisterError(what, error));
+        },
+      );
+    });
+  }
+
+  private unexpected(what: string, reply: unknown): PersisterError {
+    return new PersisterError(
+      `${what} failed: unexpected reply ${describeValue(reply)} from Redis. Is another program writing under the key prefix "${this.keyPrefix}"?`,
+    );
+  }
+}
+
+function noop(): void {}
+
+function stripUndefined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * One pub/sub connection shared by every watcher of one persister: a channel
+ * is subscribed while it has at least one watcher. After a reconnect, every
+ * watcher is called once, since a release may have been missed meanwhile.
+ */
+class ReleaseSubscriber {
+  private connection: SubscriberClient | undefined;
+  private readonly channels = new Map<string, { listeners: Set<() => void>; subscribed: Promise<unknown> }>();
+  private dropped = false;
+  private closed = false;
+
+  constructor(
+    private readonly open: () => SubscriberClient,
+    private readonly timed: <T>(what: string, op: () => Promise<T>) => Promise<T>,
+  ) {}
+
+  async watch(channel: string, onRelease: () => void): Promise<() => Promise<void>> {
+    if (this.closed) throw new PersisterError('Watching a lock failed: the persister is closed. Create a new one.');
+    const connection = this.connect();
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      entry = { listeners: new Set<() => void>(), subscribed: connection.subscribe(channel) };
+      this.channels.set(channel, entry);
+    }
+    const listener = () => onRelease();
+    entry.listeners.add(listener);
+    const current = entry;
+    const stop = async () => {
+      if (!current.listeners.delete(listener) || current.listeners.size > 0) return;
+      if (this.channels.get(channel) === current) this.channels.delete(channel);
+      // UNSUBSCRIBE once SUBSCRIBE settled, unless a new watcher came meanwhile; bounded, never rejects.
+      const settled = current.subscribed.then(noop, noop);
+      await this.timed(`Unwatching ${channel}`, () => settled.then(() => this.unsubscribe(channel))).catch(noop);
+    };
+    try {
+      await this.timed(`Watching ${channel}`, () => current.subscribed);
+    } catch (error) {
+      void stop();
+      throw error;
+    }
+    return stop;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.channels.clear();
+    this.connection?.disconnect();
+    this.connection = undefined;
+  }
+
+  private async unsubscribe(channel: string): Promise<void> {
+    if (this.channels.has(channel)) return;
+    await this.connection?.unsubscribe(channel).catch(noop); // gone with the connection anyway
+  }
+
+  private connect(): SubscriberClient {
+    if (this.connection) return this.connection;
+    const connection = this.open();
+    connection.on('error', noop); // failures surface through the timed subscribe
+    connection.on('close', () => {
+      this.dropped = true;
+    });
+    connection.on('ready', () => this.onReady(connection));
+    connection.on('message', (channel) => this.notify(this.channels.get(channel)?.listeners));
+    this.connection = connection;
+    return connection;
+  }
+
+  /** After a drop: resubscribe (confirmed), then call every watcher once. */
+  private onReady(connection: SubscriberClient): void {
+    if (!this.dropped) return;
+    this.dropped = false;
+    const channels = [...this.channels.keys()];
+    if (channels.length === 0) return;
+    const notifyAll = () => {
+      for (const { listeners } of this.channels.values()) this.notify(listeners);
+    };
+    connection.subscribe(...channels).then(notifyAll, notifyAll);
+  }
+
+  private notify(listeners: Set<() => void> | undefined): void {
+    for (const listener of [...(listeners ?? [])]) {
+      try {
+        listener();
+      } catch (error) {
+        process.nextTick(() => {
+          throw error; // a watcher's bug is its own, as with EventEmitter; the others still run
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,295 @@
+import { randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
+import Redis, { type RedisOptions } from 'ioredis';
+import { PersisterError } from '../../lib/errors';
+import { RedisPersister } from '../../lib/persisters/RedisPersister';
+import { ACQUIRE_SCRIPT, RENEW_SCRIPT } from '../../lib/persisters/redisScripts';
+import { freePort, startRedisServer, type RedisServer } from '../setup/redisServer';
+import { describePersister, fenceAfter, newToken, testOwner, waitUntil } from './conformance';
+
+const sharedUrl = (): string => {
+  const url = process.env.REDIS_URL;
+  if (!url) throw new Error('REDIS_URL is not set: the jest global setup should have started redis-server');
+  return url;
+};
+const runId = randomBytes(4).toString('hex');
+const clients: Redis[] = [];
+
+/** A client that the afterAll below closes. */
+function connect(url = sharedUrl(), options: RedisOptions = {}): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1, ...options });
+  client.on('error', () => undefined); // failures are asserted through the persister
+  clients.push(client);
+  return client;
+}
+
+afterAll(async () => {
+  const close = async (c: Redis) => {
+    if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
+    else if (c.status !== 'end') c.disconnect();
+  };
+  await Promise.all(clients.map(close));
+});
+
+describePersister('RedisPersister (conformance)', async () => {
+  const persister = new RedisPersister(connect(), { keyPrefix: `test:${runId}:conf:` });
+  return { persister, cleanup: () => persister.close() };
+});
+
+describe('RedisPersister on the shared Redis', () => {
+  const keyPrefix = `test:${runId}:redis:`;
+  let admin: Redis;
+  let persister: RedisPersister;
+  let seq = 0;
+  const uniqueName = (hint: string) => `${hint}-${++seq}`;
+
+  beforeAll(() => {
+    admin = connect();
+    persister = new RedisPersister(connect(), { keyPrefix });
+  });
+  afterAll(() => persister.close());
+
+  it('lays out the lease and the fence record as documented', async () => {
+    const name = uniqueName('layout');
+    const token = newToken();
+    const result = await persister.acquire({ name, token, ttlMs: 10_000, owner: testOwner(7) });
+    if (!result.acquired) throw new Error('not acquired');
+    const lease = `${keyPrefix}{${name}}`;
+    expect(await admin.type(lease)).toBe('hash');
+    expect(await admin.hgetall(lease)).toEqual({
+      t: token,
+      owner: 'tester-7',
+      host: 'host-7',
+      pid: '40007',
+      fence: String(result.lease.fencingToken),
+      at: String(result.lease.acquiredAt.getTime()),
+    });
+    const pttl = await admin.pttl(lease);
+    expect(pttl).toBeGreaterThan(9_000);
+    expect(pttl).toBeLessThanOrEqual(10_000);
+    const fence = await admin.hgetall(`${lease}:fence`);
+    expect(fence).toMatchObject({ f: String(result.lease.fencingToken), rel: '0', owner: 'tester-7' });
+    expect(fence.exp).toBe(String(result.lease.expiresAt.getTime()));
+    expect(await admin.pttl(`${lease}:fence`)).toBeGreaterThan(23 * 3600 * 1000);
+    expect(await persister.release({ name, token })).toBe(true);
+    expect(await admin.exists(lease)).toBe(0);
+    expect(await admin.hget(`${lease}:fence`, 'rel')).toBe('1');
+  });
+
+  it('returns the fence as a safe integer: server time in µs, printed without exponent', async () => {
+    const result = await persister.acquire({ name: uniqueName('fence'), token: newToken(), ttlMs: 5_000, owner: testOwner(1) });
+    if (!result.acquired) throw new Error('not acquired');
+    const fence = result.lease.fencingToken as number;
+    expect(Number.isSafeInteger(fence)).toBe(true);
+    expect(Math.abs(fence / 1000 - Date.now())).toBeLessThan(2_000);
+  });
+
+  it('refreshes the last-holder expiry on renew', async () => {
+    const name = uniqueName('renew');
+    const token = newToken();
+    await persister.acquire({ name, token, ttlMs: 5_000, owner: testOwner(1) });
+    const renewed = await persister.renew({ name, token, ttlMs: 60_000 });
+    if (!renewed.renewed) throw new Error('not renewed');
+    expect(await admin.hget(`${keyPrefix}{${name}}:fence`, 'exp')).toBe(String(renewed.expiresAt.getTime()));
+  });
+
+  it('renews 2000 leases in one renewMany call', async () => {
+    const names = Array.from({ length: 2_000 }, () => uniqueName('bulk'));
+    const tokens = names.map(() => newToken());
+    await Promise.all(names.map((name, i) => persister.acquire({ name, token: tokens[i], ttlMs: 5_000, owner: testOwner(1) })));
+    const results = await persister.renewMany(names.map((name, i) => ({ name, token: tokens[i], ttlMs: 30_000 })));
+    expect(results.filter((r) => !(r instanceof Error) && r.renewed)).toHaveLength(names.length);
+  });
+
+  it('delivers a release made through another connection to a watcher', async () => {
+    const name = uniqueName('watch');
+    const other = new RedisPersister(connect(), { keyPrefix });
+    let calls = 0;
+    const stop = await persister.watch(name, () => calls++);
+    const token = newToken();
+    await other.acquire({ name, token, ttlMs: 5_000, owner: testOwner(2) });
+    expect(await other.release({ name, token })).toBe(true);
+    await waitUntil(() => calls === 1, 5_000, 'the release notification');
+    await stop();
+    await other.close();
+  });
+
+  it('shares one subscription per channel and unsubscribes with the last watcher', async () => {
+    const name = uniqueName('refcount');
+    const channel = `${keyPrefix}{${name}}:released`;
+    const subscribers = async () => Number(((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]);
+    const stopA = await persister.watch(name, () => undefined);
+    const stopB = await persister.watch(name, () => undefined);
+    expect(await subscribers()).toBe(1);
+    await stopA();
+    expect(await subscribers()).toBe(1);
+    await stopB();
+    await stopB(); // a second call is harmless
+    expect(await subscribers()).toBe(0);
+  });
+
+  it('leaves a client passed in open on close(), and quits it with ownsClient', async () => {
+    const kept = connect();
+    await new RedisPersister(kept, { keyPrefix }).close();
+    expect(await kept.ping()).toBe('PONG');
+    const owned = connect();
+    const owning = new RedisPersister(owned, { keyPrefix, ownsClient: true });
+    await owning.watch(uniqueName('owned'), () => undefined);
+    await owning.close();
+    await waitUntil(() => owned.status === 'end', 2_000, 'the owned client to end');
+  });
+
+  it('rejects bad clients and options with errors naming the value', () => {
+    const client = connect(sharedUrl(), { lazyConnect: true });
+    const make = (c: unknown, options?: unknown) => () => new RedisPersister(c as Redis, options as never);
+    expect(make({ get: () => 1 })).toThrow(new TypeError('Expected `client` to be an ioredis Redis or Cluster client, got {} (object)'));
+    expect(make(undefined)).toThrow(TypeError);
+    expect(make(client, null)).toThrow(/Expected `options` to be an object, got null/);
+    expect(make(client, { keyPrefix: 5 })).toThrow(new TypeError('Expected `options.keyPrefix` to be a string, got 5 (number)'));
+    expect(make(client, { operationTimeoutMs: 0 })).toThrow(RangeError);
+    expect(make(client, { operationTimeoutMs: '5' })).toThrow(/Expected `options.operationTimeoutMs` to be a whole number/);
+    expect(make(client, { operationTimeoutMs: 1.5 })).toThrow(RangeError);
+    expect(make(client, { ownsClient: 'yes' })).toThrow(/Expected `options.ownsClient` to be true or false/);
+    expect(make(client, { keyPrefix: undefined })).not.toThrow();
+  });
+
+  it('rejects a bad ttlMs with a RangeError, not a store error', async () => {
+    await expect(persister.acquire({ name: 'x', token: newToken(), ttlMs: 0, owner: testOwner(1) })).rejects.toThrow(RangeError);
+    await expect(persister.renew({ name: 'x', token: newToken(), ttlMs: 1.5 })).rejects.toThrow(RangeError);
+  });
+});
+
+describe('RedisPersister on an unreachable Redis', () => {
+  it('rejects with PersisterError at once when the client fails fast', async () => {
+    const port = await freePort();
+    const client = connect(`redis://127.0.0.1:${port}`, {
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
+    const persister = new RedisPersister(client);
+    const started = Date.now();
+    await expect(persister.acquire({ name: 'down', token: newToken(), ttlMs: 1_000, owner: testOwner(1) })).rejects.toThrow(PersisterError);
+    await expect(persister.inspect('down')).rejects.toThrow(PersisterError);
+    const many = await persister.renewMany([{ name: 'down', token: newToken(), ttlMs: 1_000 }]);
+    expect(many[0]).toBeInstanceOf(PersisterError);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await persister.close();
+  });
+
+  it('times out with PersisterError when the server accepts but never answers', async () => {
+    const sockets: Socket[] = [];
+    const blackHole = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => blackHole.listen(0, '127.0.0.1', resolve));
+    const { port } = blackHole.address() as AddressInfo;
+    const client = connect(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: null });
+    const persister = new RedisPersister(client, { operationTimeoutMs: 200 });
+    try {
+      const started = Date.now();
+      const error = await persister.release({ name: 'down', token: newToken() }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PersisterError);
+      expect((error as Error).message).toMatch(/timed out after 200 ms/);
+      await expect(persister.watch('down', () => undefined)).rejects.toThrow(PersisterError);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      await persister.close();
+      client.disconnect();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => blackHole.close(resolve));
+    }
+  });
+});
+
+describe('RedisPersister on a private redis-server (flush, restart, pause)', () => {
+  let server: RedisServer;
+  let admin: Redis;
+  let client: Redis;
+  let persister: RedisPersister;
+  let seq = 0;
+  const uniqueName = (hint: string) => `${hint}-${++seq}`;
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    admin = connect(server.url);
+    client = connect(server.url);
+    persister = new RedisPersister(client, { keyPrefix: 'private:', operationTimeoutMs: 500 });
+  });
+  afterAll(async () => {
+    await persister.close();
+    await Promise.all([admin, client].map((c) => c.quit().catch(() => c.disconnect())));
+    await server.stop();
+  });
+
+  it('keeps the fence increasing after FLUSHALL lost every key', async () => {
+    const name = uniqueName('flush');
+    const first = await persister.acquire({ name, token: newToken(), ttlMs: 60_000, owner: testOwner(1) });
+    if (!first.acquired) throw new Error('not acquired');
+    await admin.flushall();
+    const second = await persister.acquire({ name, token: newToken(), ttlMs: 60_000, owner: testOwner(2) });
+    if (!second.acquired) throw new Error('not acquired after flush');
+    expect(fenceAfter(second.lease.fencingToken, first.lease.fencingToken)).toBe(true);
+    expect(second.expired).toBeUndefined();
+  });
+
+  it('falls back to EVAL after SCRIPT FLUSH, for acquire and for renewMany', async () => {
+    const name = uniqueName('noscript');
+    const token = newToken();
+    await admin.script('FLUSH');
+    const acquired = await persister.acquire({ name, token, ttlMs: 5_000, owner: testOwner(1) });
+    expect(acquired.acquired).toBe(true);
+    expect(await admin.script('EXISTS', ACQUIRE_SCRIPT.sha1)).toEqual([1]);
+    await admin.script('FLUSH');
+    const results = await persister.renewMany([
+      { name, token, ttlMs: 10_000 },
+      { name, token: newToken(), ttlMs: 10_000 },
+    ]);
+    expect(results[0]).toMatchObject({ renewed: true });
+    expect(results[1]).toMatchObject({ renewed: false, holder: { owner: 'tester-1' } });
+    expect(await admin.script('EXISTS', RENEW_SCRIPT.sha1)).toEqual([1]);
+  });
+
+  it('fails with PersisterError within operationTimeoutMs while Redis is paused', async () => {
+    await admin.call('CLIENT', 'PAUSE', '2000', 'WRITE');
+    try {
+      const started = Date.now();
+      const error = await persister.acquire({ name: uniqueName('paused'), token: newToken(), ttlMs: 5_000, owner: testOwner(1) }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PersisterError);
+      expect((error as Error).message).toMatch(/timed out after 500 ms/);
+      expect(Date.now() - started).toBeLessThan(1_500);
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+    }
+  });
+
+  it('calls every watcher once after the subscriber reconnects, and keeps delivering', async () => {
+    const name = uniqueName('reconnect');
+    let calls = 0;
+    const stop = await persister.watch(name, () => calls++);
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await waitUntil(() => calls === 1, 5_000, 'the watcher to be called after the reconnect');
+    const token = newToken();
+    await persister.acquire({ name, token, ttlMs: 5_000, owner: testOwner(1) });
+    await persister.release({ name, token });
+    await waitUntil(() => calls === 2, 5_000, 'a release after the reconnect');
+    await stop();
+  });
+
+  it('keeps the fence increasing across a real restart without persistence', async () => {
+    const name = uniqueName('restart');
+    const first = await persister.acquire({ name, token: newToken(), ttlMs: 60_000, owner: testOwner(1) });
+    if (!first.acquired) throw new Error('not acquired');
+    await server.stop();
+    server = await startRedisServer(server.port);
+    let second: Awaited<ReturnType<RedisPersister['acquire']>> | undefined;
+    await waitUntil(
+      async () => {
+        second = await persister.acquire({ name, token: newToken(), ttlMs: 60_000, owner: testOwner(2) }).catch(() => undefined);
+        return second !== undefined;
+      },
+      10_000,
+      'the restarted server to answer',
+    );
+    if (!second?.acquired) throw new Error('not acquired after restart');
+    expect(fenceAfter(second.lease.fencingToken, first.lease.fencingToken)).toBe(true);
+  });
+});
