@@ -117,16 +117,24 @@ export const RENEW_SCRIPT = script(
   2,
   `
 local ttl = tonumber(ARGV[2])
-local lease = redis.call('HMGET', KEYS[1], unpack(LEASE_FIELDS))
-if not lease[1] then return { 'NOT_HELD' } end
+local lease = redis.call('HMGET', KEYS[1], 't', 'fence')
 if lease[1] ~= ARGV[1] then
+  if not lease[1] then return { 'NOT_HELD' } end
+  local holder = redis.call('HMGET', KEYS[1], 'owner', 'host', 'pid', 'fence', 'at')
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl < 0 then pttl = 0 end
-  return { 'NOT_HELD', lease[2], lease[3], lease[4], lease[5], lease[6], fmt(nowMs + pttl) }
+  return { 'NOT_HELD', holder[1], holder[2], holder[3], holder[4], holder[5], fmt(nowMs + pttl) }
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 local exp = fmt(nowMs + ttl)
-remember(lease[2], lease[3], lease[4], lease[5], lease[6], exp, '0')
+if redis.call('HGET', KEYS[2], 'fence') == lease[2] then
+  -- the hot path (a process may renew thousands of leases): touch only what changed
+  redis.call('HSET', KEYS[2], 'exp', exp)
+  redis.call('PEXPIRE', KEYS[2], ${FENCE_RECORD_TTL_MS})
+else
+  local holder = redis.call('HMGET', KEYS[1], 'owner', 'host', 'pid', 'fence', 'at')
+  remember(holder[1], holder[2], holder[3], holder[4], holder[5], exp, '0')
+end
 return { 'RENEWED', exp }
 `,
 );
