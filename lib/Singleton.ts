@@ -1,3 +1,4 @@
+import './polyfills';
 import { EventEmitter } from 'node:events';
 import { abortError, LockLostError, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';

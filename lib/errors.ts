@@ -54,11 +54,10 @@ export type LostReason = 'expired' | 'taken-over' | 'store-unreachable';
 
 /** Wraps anything a driver threw into a {@link PersisterError} that says what was being done. */
 export function toPersisterError(what: string, cause: unknown): PersisterError {
-  if (cause instanceof PersisterError) return cause;
   const detail = cause instanceof Error ? cause.message : String(cause);
-  return new PersisterError(`${what} failed: ${detail}. Check that the store is reachable; the operation can be retried.`, {
-    cause,
-  });
+  if (cause instanceof PersisterError && detail.startsWith(what)) return cause;
+  const advice = /reachable|retr(y|ied)/i.test(detail) ? '' : ' Check that the store is reachable; the operation can be retried.';
+  return new PersisterError(`${what} failed: ${detail.replace(/\.?$/, '.')}${advice}`, { cause });
 }
 
 /** A DOMException-compatible `AbortError` (what `fetch` and timers/promises reject with). */
