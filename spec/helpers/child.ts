@@ -46,6 +46,19 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
+/** How to start a fixture. */
+export interface SpawnOptions {
+  /**
+   * Run the fixture under `bash -c`, which prints `{"event":"shell-status","status":$?}`
+   * once it ends: the exit status as a shell sees it (143 after SIGTERM). Signal the
+   * fixture itself then (the `pid` of its events), not the shell.
+   */
+  viaShell?: boolean;
+}
+
+/** `bash -c` script: run the command given as arguments, then report its status as a JSON line. */
+const SHELL_WRAPPER = '"$0" "$@"; echo "{\\"event\\":\\"shell-status\\",\\"t\\":0,\\"pid\\":$$,\\"status\\":$?}"';
+
 const live = new Set<FixtureChild>();
 
 /** A running fixture and everything it printed so far. */
@@ -68,8 +81,11 @@ export class FixtureChild {
     readonly label: string,
     file: string,
     env: Record<string, string>,
+    options: SpawnOptions = {},
   ) {
-    this.process = spawn(process.execPath, ['--import', 'tsx', file], {
+    const node = [process.execPath, '--import', 'tsx', file];
+    const [command, ...args] = options.viaShell ? ['bash', '-c', SHELL_WRAPPER, ...node] : node;
+    this.process = spawn(command, args, {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -205,13 +221,13 @@ export class FixtureChild {
 }
 
 /** Starts `file` (a TypeScript fixture) with `env` added to this process's environment. */
-export function spawnFixture(file: string, env: Record<string, string> = {}, label = 'fixture'): FixtureChild {
-  return new FixtureChild(label, file, env);
+export function spawnFixture(file: string, env: Record<string, string> = {}, label = 'fixture', options: SpawnOptions = {}): FixtureChild {
+  return new FixtureChild(label, file, env, options);
 }
 
 /** Starts the lock-holder fixture (spec/fixtures/holder.ts) with `config`. */
-export function spawnHolder(config: HolderConfig, label = 'holder'): FixtureChild {
-  return spawnFixture(HOLDER_FIXTURE, { HOLDER_CONFIG: JSON.stringify(config) }, label);
+export function spawnHolder(config: HolderConfig, label = 'holder', options: SpawnOptions = {}): FixtureChild {
+  return spawnFixture(HOLDER_FIXTURE, { HOLDER_CONFIG: JSON.stringify(config) }, label, options);
 }
 
 /** Kills every fixture still running and waits until each is gone: call it in `afterEach`. */
