@@ -1,0 +1,288 @@
+import { fileURLToPath } from 'node:url';
+import type { MongoClientOptions } from 'mongodb';
+import type { RedisOptions } from 'ioredis';
+import { SingletonError } from '../errors';
+import { checkInteger, expected } from '../validate';
+import { FilePersister } from './FilePersister';
+import { DEFAULT_MONGO_COLLECTION, MongoPersister } from './MongoPersister';
+import type { Persister } from './Persister';
+import { RedisPersister } from './RedisPersister';
+
+/** URL schemes {@link persisterFromUrl} understands. */
+export const PERSISTER_URL_SCHEMES = Object.freeze(['redis:', 'rediss:', 'mongodb:', 'mongodb+srv:', 'file:'] as const);
+
+/** The database used when a MongoDB URL names none. */
+export const DEFAULT_MONGO_DATABASE = 'singleton';
+
+/** Options of {@link persisterFromUrl}; each also has a URL query parameter where noted (the option wins). */
+export interface PersisterFromUrlOptions {
+  /**
+   * Redis: prefix of every key and channel. URL: `?keyPrefix=`.
+   * @default 'singleton:'
+   */
+  keyPrefix?: string;
+  /**
+   * Redis: longest wait for one operation before it fails with a `PersisterError`. URL: `?operationTimeoutMs=`.
+   * @default 5000
+   */
+  operationTimeoutMs?: number;
+  /**
+   * MongoDB: the collection holding the locks. URL: `?collection=`.
+   * @default 'singletons'
+   */
+  collection?: string;
+  /**
+   * Redis: extra ioredis options, over the lock-friendly defaults
+   * (`lazyConnect: true`, `maxRetriesPerRequest: 1`, `enableOfflineQueue: true`).
+   */
+  redisOptions?: RedisOptions;
+  /**
+   * MongoDB: extra `MongoClient` options. Without `serverSelectionTimeoutMS` here or
+   * in the URL, it is 5000 ms (the driver's 30 s is long for a lock).
+   */
+  mongoClientOptions?: MongoClientOptions;
+}
+
+/** Loads an optional driver; replaceable in tests to simulate a missing one. */
+export type DriverImporter = (driver: 'ioredis' | 'mongodb') => Promise<unknown>;
+
+const importDriver: DriverImporter = (driver) => (driver === 'ioredis' ? import('ioredis') : import('mongodb'));
+
+/** The ioredis options a lock client gets unless the caller says otherwise. */
+export const REDIS_URL_CLIENT_DEFAULTS: Readonly<RedisOptions> = Object.freeze({
+  // Do not wait for a connection at creation: the first operation connects.
+  lazyConnect: true,
+  // A command waits for at most one reconnection before failing (as a PersisterError), instead of 20.
+  maxRetriesPerRequest: 1,
+  // Commands issued while connecting are queued, not refused.
+  enableOfflineQueue: true,
+});
+
+/** MongoDB's server selection limit when neither the URL nor the options set one. */
+const MONGO_SERVER_SELECTION_TIMEOUT_MS = 5_000;
+
+/**
+ * Builds a persister from a store URL, importing the store's driver only now
+ * (so `ioredis` and `mongodb` stay optional). It does not wait for a
+ * connection: the first operation connects, and a failure there rejects with a
+ * `PersisterError`. The persister owns the connection it made, and its
+ * `close()` closes it.
+ *
+ * - `redis://[user:pass@]host[:port][/db][?keyPrefix=…&operationTimeoutMs=…]`,
+ *   `rediss://…` (TLS): a {@link RedisPersister} on a new ioredis client. Other
+ *   query parameters go to ioredis as it documents.
+ * - `mongodb://…/[database][?collection=…&…]`, `mongodb+srv://…`: a
+ *   {@link MongoPersister} on a new `MongoClient`, in `database` (default
+ *   `singleton`) and `collection` (default `singletons`); every other parameter
+ *   goes to the driver, and the URL's database stays its default auth source.
+ * - `file:` (the default directory), `file:///var/lock/app`, `file:relative/dir`:
+ *   a {@link FilePersister} in that directory (one host only).
+ *
+ * @throws TypeError (rejected) for a URL that is not a string, cannot be parsed,
+ *   or has another scheme: the message lists the supported ones. Credentials in
+ *   the URL are never repeated in messages.
+ * @throws SingletonError with code `SINGLETON_DRIVER_MISSING` (rejected) when the
+ *   driver is not installed, saying which package to install.
+ * @example
+ * ```ts
+ * const persister = await persisterFromUrl(process.env.SINGLETON_STORE ?? 'file:');
+ * try { ... } finally { await persister.close?.(); }
+ * ```
+ */
+export function persisterFromUrl(url: string, options: PersisterFromUrlOptions = {}): Promise<Persister> {
+  return createPersisterFromUrl(url, options, importDriver);
+}
+
+/**
+ * {@link persisterFromUrl} with the driver importer as a parameter (for tests).
+ * @internal
+ */
+export async function createPersisterFromUrl(
+  url: string,
+  options: PersisterFromUrlOptions = {},
+  importModule: DriverImporter = importDriver,
+): Promise<Persister> {
+  if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object', options));
+  const scheme = schemeOf(url);
+  switch (scheme) {
+    case 'redis:':
+    case 'rediss:':
+      return redisFromUrl(url, options, importModule);
+    case 'mongodb:':
+    case 'mongodb+srv:':
+      return mongoFromUrl(url, scheme, options, importModule);
+    case 'file:':
+      return new FilePersister(fileDir(url));
+  }
+}
+
+type Scheme = (typeof PERSISTER_URL_SCHEMES)[number];
+
+function supported(): string {
+  return `a store URL starting with ${PERSISTER_URL_SCHEMES.map((s) => (s === 'file:' ? 'file:' : `${s}//`)).join(', ')}`;
+}
+
+/** The URL with any password replaced, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#@]*?:)[^/?#@]*@/i, '$1***@');
+}
+
+function badUrl(url: unknown, why?: string, cause?: unknown): TypeError {
+  const shown = typeof url === 'string' ? redactUrl(url) : url;
+  const error = new TypeError(`${expected('url', supported(), shown)}${why ? `: ${why}` : ''}`, cause ? { cause } : undefined);
+  return error;
+}
+
+function schemeOf(url: unknown): Scheme {
+  if (typeof url !== 'string') throw badUrl(url);
+  const match = /^([a-z][a-z0-9+.-]*):/i.exec(url.trim());
+  const scheme = match ? (`${match[1].toLowerCase()}:` as Scheme) : undefined;
+  if (!scheme || !PERSISTER_URL_SCHEMES.includes(scheme)) {
+    throw badUrl(url, match ? `the scheme "${match[1]}" is not supported` : 'it has no scheme');
+  }
+  return scheme;
+}
+
+function isMissingModule(error: unknown, driver: string): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (code !== 'MODULE_NOT_FOUND' && code !== 'ERR_MODULE_NOT_FOUND') return false;
+  return typeof message !== 'string' || message.includes(`'${driver}'`) || message.includes(`"${driver}"`) || !message.includes("'");
+}
+
+async function loadDriver<T>(driver: 'ioredis' | 'mongodb', scheme: string, importModule: DriverImporter): Promise<T> {
+  try {
+    return (await importModule(driver)) as T;
+  } catch (error) {
+    if (isMissingModule(error, driver)) {
+      throw new SingletonError(
+        'SINGLETON_DRIVER_MISSING',
+        `A ${scheme}// store needs the "${driver}" driver, which is not installed. Install it next to singleton-process: npm install ${driver}`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+/** A query parameter read and removed (first occurrence wins). */
+function takeParam(params: URLSearchParams, key: string): string | undefined {
+  const value = params.get(key);
+  params.delete(key);
+  return value ?? undefined;
+}
+
+async function redisFromUrl(url: string, options: PersisterFromUrlOptions, importModule: DriverImporter): Promise<Persister> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.trim());
+  } catch (error) {
+    throw badUrl(url, 'it cannot be parsed', error);
+  }
+  if (!/^[a-z]+:\/\//i.test(url.trim())) throw badUrl(url, `a Redis URL starts with ${parsed.protocol}//`);
+  // ioredis would read every query parameter as one of its options: take ours out first.
+  const prefixParam = takeParam(parsed.searchParams, 'keyPrefix');
+  const timeoutParam = takeParam(parsed.searchParams, 'operationTimeoutMs');
+  const keyPrefix = options.keyPrefix ?? prefixParam;
+  const operationTimeoutMs =
+    options.operationTimeoutMs ??
+    (timeoutParam === undefined ? undefined : checkInteger('operationTimeoutMs (URL parameter)', Number(timeoutParam), 1, 2 ** 31 - 1));
+  const driver = await loadDriver<{ default?: unknown; Redis?: unknown }>('ioredis', parsed.protocol, importModule);
+  const Redis = (driver.Redis ?? driver.default) as new (url: string, options: RedisOptions) => import('ioredis').Redis;
+  const client = new Redis(parsed.toString(), { ...REDIS_URL_CLIENT_DEFAULTS, ...options.redisOptions });
+  try {
+    return new RedisPersister(client, { keyPrefix, operationTimeoutMs, ownsClient: true });
+  } catch (error) {
+    client.disconnect();
+    throw error;
+  }
+}
+
+interface MongoUrlParts {
+  /** The URL the driver gets: our own parameters removed. */
+  driverUrl: string;
+  database: string;
+  collection: string | undefined;
+  hasServerSelectionTimeout: boolean;
+}
+
+/**
+ * Splits a MongoDB connection string by hand: it may list several hosts
+ * (`mongodb://a:1,b:2/db`), which WHATWG `URL` cannot parse.
+ */
+export function parseMongoUrl(url: string): MongoUrlParts {
+  const trimmed = url.trim();
+  const schemeEnd = trimmed.indexOf('://');
+  if (schemeEnd < 0) throw badUrl(url, 'a MongoDB URL starts with mongodb:// or mongodb+srv://');
+  const afterScheme = trimmed.slice(schemeEnd + 3);
+  const hashAt = afterScheme.indexOf('#');
+  const withoutHash = hashAt < 0 ? afterScheme : afterScheme.slice(0, hashAt);
+  const queryAt = withoutHash.indexOf('?');
+  const beforeQuery = queryAt < 0 ? withoutHash : withoutHash.slice(0, queryAt);
+  const query = queryAt < 0 ? '' : withoutHash.slice(queryAt + 1);
+  // The credentials may not contain a raw '/', so the first '/' after the last '@' ends the hosts.
+  const at = beforeQuery.lastIndexOf('@');
+  const slash = beforeQuery.indexOf('/', at + 1);
+  const hosts = slash < 0 ? beforeQuery : beforeQuery.slice(0, slash);
+  const path = slash < 0 ? '' : beforeQuery.slice(slash + 1);
+  if (!hosts.slice(at + 1)) throw badUrl(url, 'it names no host');
+  let database: string;
+  try {
+    database = decodeURIComponent(path);
+  } catch (error) {
+    throw badUrl(url, 'its database name is not valid percent-encoding', error);
+  }
+  if (database.includes('/')) throw badUrl(url, `"${database}" is not a database name`);
+  const params = new URLSearchParams(query);
+  const collection = takeParam(params, 'collection');
+  const rest = params.toString();
+  return {
+    driverUrl: `${trimmed.slice(0, schemeEnd + 3)}${hosts}/${path}${rest ? `?${rest}` : ''}`,
+    database: database || DEFAULT_MONGO_DATABASE,
+    collection,
+    hasServerSelectionTimeout: [...params.keys()].some((k) => k.toLowerCase() === 'serverselectiontimeoutms'),
+  };
+}
+
+async function mongoFromUrl(url: string, scheme: string, options: PersisterFromUrlOptions, importModule: DriverImporter): Promise<Persister> {
+  const parts = parseMongoUrl(url);
+  const driver = await loadDriver<{ MongoClient: typeof import('mongodb').MongoClient }>('mongodb', scheme, importModule);
+  const clientOptions: MongoClientOptions = { ...options.mongoClientOptions };
+  if (!parts.hasServerSelectionTimeout && clientOptions.serverSelectionTimeoutMS === undefined) {
+    clientOptions.serverSelectionTimeoutMS = MONGO_SERVER_SELECTION_TIMEOUT_MS;
+  }
+  let client: import('mongodb').MongoClient;
+  try {
+    client = new driver.MongoClient(parts.driverUrl, clientOptions); // parses now, connects on the first operation
+  } catch (error) {
+    throw badUrl(url, `the MongoDB driver refused it (${error instanceof Error ? error.message : String(error)})`, error);
+  }
+  try {
+    return new MongoPersister(client.db(parts.database), {
+      collection: options.collection ?? parts.collection ?? DEFAULT_MONGO_COLLECTION,
+      ownsClient: true,
+    });
+  } catch (error) {
+    await client.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The directory of a `file:` URL; undefined for the default one. */
+export function fileDir(url: string): { dir?: string } {
+  const trimmed = url.trim();
+  const rest = trimmed.slice('file:'.length);
+  if (rest === '' || rest === '//') return {};
+  if (rest.startsWith('//')) {
+    try {
+      return { dir: fileURLToPath(new URL(trimmed)) };
+    } catch (error) {
+      throw badUrl(url, `it is not a local file URL (${error instanceof Error ? error.message : String(error)})`, error);
+    }
+  }
+  // `file:relative/dir`, `file:./dir`, `file:/abs/dir`: a path, percent-decoded.
+  try {
+    return { dir: decodeURIComponent(rest) };
+  } catch (error) {
+    throw badUrl(url, 'its path is not valid percent-encoding', error);
+  }
+}
