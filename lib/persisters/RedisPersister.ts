@@ -45,6 +45,7 @@ type PipelineReply = Array<[Error | null, unknown]> | null;
 /** The slice of ioredis this persister uses (the same on `Redis` and `Cluster`). */
 interface ScriptClient {
   readonly isCluster?: boolean;
+  readonly status?: string;
   evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
   eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
   script(subcommand: 'LOAD', source: string): Promise<unknown>;
@@ -212,6 +213,7 @@ export class RedisPersister implements Persister {
   async close(): Promise<void> {
     this.releases.close();
     if (!this.ownsClient) return;
+    if (this.client.status !== 'ready') return this.client.disconnect(); // nothing to flush: QUIT would only queue
     try {
       await this.timed('Closing the Redis connection', () => this.client.quit());
     } catch {

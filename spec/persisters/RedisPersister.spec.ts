@@ -191,6 +191,10 @@ describe('RedisPersister on an unreachable Redis', () => {
       expect((error as Error).message).toMatch(/timed out after 200 ms/);
       await expect(persister.watch('down', () => undefined)).rejects.toThrow(PersisterError);
       expect(Date.now() - started).toBeLessThan(2_000);
+      const owned = connect(`redis://127.0.0.1:${port}`);
+      const closing = Date.now();
+      await new RedisPersister(owned, { ownsClient: true }).close();
+      expect(Date.now() - closing).toBeLessThan(500);
     } finally {
       await persister.close();
       client.disconnect();
