@@ -43,6 +43,9 @@ export interface PersisterFromUrlOptions {
   mongoClientOptions?: MongoClientOptions;
 }
 
+/** A persister that owns its connection: `close()` is always there and closes it. */
+export type OwnedPersister = Persister & { close(): Promise<void> };
+
 /** Loads an optional driver; replaceable in tests to simulate a missing one. */
 export type DriverImporter = (driver: 'ioredis' | 'mongodb') => Promise<unknown>;
 
@@ -86,10 +89,10 @@ const MONGO_SERVER_SELECTION_TIMEOUT_MS = 5_000;
  * @example
  * ```ts
  * const persister = await persisterFromUrl(process.env.SINGLETON_STORE ?? 'file:');
- * try { ... } finally { await persister.close?.(); }
+ * try { ... } finally { await persister.close(); }
  * ```
  */
-export function persisterFromUrl(url: string, options: PersisterFromUrlOptions = {}): Promise<Persister> {
+export function persisterFromUrl(url: string, options: PersisterFromUrlOptions = {}): Promise<OwnedPersister> {
   return createPersisterFromUrl(url, options, importDriver);
 }
 
@@ -101,7 +104,7 @@ export async function createPersisterFromUrl(
   url: string,
   options: PersisterFromUrlOptions = {},
   importModule: DriverImporter = importDriver,
-): Promise<Persister> {
+): Promise<OwnedPersister> {
   if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object', options));
   const scheme = schemeOf(url);
   switch (scheme) {
@@ -171,7 +174,7 @@ function takeParam(params: URLSearchParams, key: string): string | undefined {
   return value ?? undefined;
 }
 
-async function redisFromUrl(url: string, options: PersisterFromUrlOptions, importModule: DriverImporter): Promise<Persister> {
+async function redisFromUrl(url: string, options: PersisterFromUrlOptions, importModule: DriverImporter): Promise<OwnedPersister> {
   let parsed: URL;
   try {
     parsed = new URL(url.trim());
@@ -243,7 +246,12 @@ export function parseMongoUrl(url: string): MongoUrlParts {
   };
 }
 
-async function mongoFromUrl(url: string, scheme: string, options: PersisterFromUrlOptions, importModule: DriverImporter): Promise<Persister> {
+async function mongoFromUrl(
+  url: string,
+  scheme: string,
+  options: PersisterFromUrlOptions,
+  importModule: DriverImporter,
+): Promise<OwnedPersister> {
   const parts = parseMongoUrl(url);
   const driver = await loadDriver<{ MongoClient: typeof import('mongodb').MongoClient }>('mongodb', scheme, importModule);
   const clientOptions: MongoClientOptions = { ...options.mongoClientOptions };
