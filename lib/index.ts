@@ -1,22 +1,16 @@
-export { MemoryPersister } from './persisters/MemoryPersister';
-export type {
-  AcquireRequest,
-  AcquireResult,
-  LockInfo,
-  OwnerInfo,
-  Persister,
-  PersisterCapabilities,
-  ReleaseRequest,
-  RenewRequest,
-  RenewResult,
-} from './persisters/Persister';
-export { LockLostError, PersisterError, SingletonError } from './errors';
-export type { LostReason, SingletonErrorCode } from './errors';
+/**
+ * singleton-process: exactly one instance of a process, or of a piece of work,
+ * across many processes and hosts. Named exports only.
+ */
+import './polyfills';
+
 export { Singleton, describeHolder } from './Singleton';
 export type { RunOptions, RunResult, WaitOptions } from './Singleton';
 export { standby } from './standby';
 export type { StandbyOptions } from './standby';
+export { DEFAULTS } from './options';
 export type { SingletonOptions } from './options';
+export { STATES, TRANSITIONS } from './states';
 export type { State } from './states';
 export type {
   ConflictEvent,
@@ -29,3 +23,28 @@ export type {
   SingletonEvents,
 } from './events';
 export type { Logger } from './logger';
+export { LockLostError, PersisterError, SingletonError } from './errors';
+export type { LostReason, SingletonErrorCode } from './errors';
+
+export type {
+  AcquireRequest,
+  AcquireResult,
+  LockInfo,
+  OwnerInfo,
+  Persister,
+  PersisterCapabilities,
+  ReleaseRequest,
+  RenewRequest,
+  RenewResult,
+} from './persisters/Persister';
+export { MemoryPersister } from './persisters/MemoryPersister';
+export { RedisPersister } from './persisters/RedisPersister';
+export type { RedisPersisterOptions } from './persisters/RedisPersister';
+export { FilePersister } from './persisters/FilePersister';
+export type { FilePersisterOptions } from './persisters/FilePersister';
+export { MongoPersister } from './persisters/MongoPersister';
+export type { MongoPersisterOptions } from './persisters/MongoPersister';
+export { fromCallbackPersister } from './persisters/fromCallbackPersister';
+export type { CallbackPersister, CallbackPersisterOptions } from './persisters/fromCallbackPersister';
+export { persisterFromUrl, PERSISTER_URL_SCHEMES } from './persisters/fromUrl';
+export type { PersisterFromUrlOptions } from './persisters/fromUrl';

@@ -30,6 +30,7 @@ class ProcessHooks {
   private readonly signalListeners = new Map<NodeJS.Signals, () => void>();
   private fatalListeners: { uncaught: (err: unknown) => void; rejection: (reason: unknown) => void } | undefined;
   private shutdown: Promise<void> | undefined;
+  private beforeExitListener: (() => void) | undefined;
 
   /** True once a signal or fatal error started the shutdown; no new lock may be taken then. */
   get shuttingDown(): boolean {
@@ -72,6 +73,16 @@ class ProcessHooks {
       this.signalListeners.set(signal, listener);
       process.on(signal, listener);
     }
+    // The event loop ran dry while a lease is held (renewal timers are unref'd):
+    // release before the process ends instead of leaving the lease to expire.
+    const exitCleanup = this.entries.size > 0 && (wanted.size > 0 || errors);
+    if (exitCleanup && !this.beforeExitListener) {
+      this.beforeExitListener = () => this.onBeforeExit();
+      process.on('beforeExit', this.beforeExitListener);
+    } else if (!exitCleanup && this.beforeExitListener) {
+      process.off('beforeExit', this.beforeExitListener);
+      this.beforeExitListener = undefined;
+    }
     if (errors && !this.fatalListeners) {
       this.fatalListeners = {
         uncaught: (err) => this.onFatal('uncaughtException', err),
@@ -94,12 +105,14 @@ class ProcessHooks {
   private removeAll(): void {
     for (const [signal, listener] of this.signalListeners) process.off(signal, listener);
     this.signalListeners.clear();
+    if (this.beforeExitListener) process.off('beforeExit', this.beforeExitListener);
+    this.beforeExitListener = undefined;
     this.removeFatalListeners();
   }
 
-  private releaseAll(targets: HookEntry[], why: string): Promise<void> {
+  private releaseAll(targets: HookEntry[], why: string, level: 'info' | 'warn' = 'warn'): Promise<void> {
     const timeoutMs = Math.max(0, ...targets.map((e) => e.shutdownTimeoutMs));
-    for (const entry of targets) entry.logger.warn({ reason: why }, `releasing lock "${entry.name}" before exit (${why})`);
+    for (const entry of targets) entry.logger[level]({ reason: why }, `releasing lock "${entry.name}" before exit (${why})`);
     const releases = Promise.allSettled(targets.map((e) => e.release())).then(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
@@ -111,6 +124,12 @@ class ProcessHooks {
       }, timeoutMs);
     });
     return Promise.race([releases, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  private onBeforeExit(): void {
+    const targets = [...this.entries].filter((e) => e.signals.length > 0 || e.handleErrors);
+    // Releasing schedules I/O, so the loop runs again and 'beforeExit' fires once more when done.
+    void this.releaseAll(targets, 'event loop empty', 'info');
   }
 
   private onSignal(signal: NodeJS.Signals): void {
