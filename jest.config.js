@@ -9,5 +9,5 @@ module.exports = {
   testTimeout: 30000,
   // Process-level tests fork children and time hand-overs: two workers match the two cores.
   maxWorkers: 2,
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  transform: { '^.+\\.ts$': ['ts-jest', {}] },
 };

@@ -312,6 +312,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       result = await this.persister.acquire({ name: this.name, token, ttlMs: this.options.ttlMs, owner: this.ownerInfo });
     } catch (err) {
       const error = toPersisterError(`Acquiring lock "${this.name}"`, err);
+      // The store may have applied the acquire after we gave up on its answer (a timeout):
+      // free that lease at once rather than leave it to expire. Owner-checked, so harmless otherwise.
+      this.persister.release({ name: this.name, token }).catch(() => undefined);
       this.setState('idle', { message: `could not reach the store to lock "${this.name}"` });
       this.reportError(error);
       throw error;
