@@ -137,6 +137,10 @@ export class CallbackPersisterAdapter implements Persister {
   /** The last `created` time the store reported for each name held elsewhere. */
   private readonly seenCreated = new Map<string, Date>();
 
+  /**
+   * Prefer {@link fromCallbackPersister}.
+   * @throws TypeError naming the missing method, or a bad option.
+   */
   constructor(legacy: CallbackPersister, options: CallbackPersisterOptions = {}) {
     const shape = 'a seed-style persister with persistLock(name, cb), deleteLock(name, cb) and lockExists(name, cb)';
     if (legacy === null || typeof legacy !== 'object') throw new TypeError(expected('legacy', shape, legacy));

@@ -200,11 +200,15 @@ async function redisFromUrl(url: string, options: PersisterFromUrlOptions, impor
   }
 }
 
-interface MongoUrlParts {
+/** What {@link parseMongoUrl} reads from a MongoDB URL. */
+export interface MongoUrlParts {
   /** The URL the driver gets: our own parameters removed. */
   driverUrl: string;
+  /** The database from the path, percent-decoded, or {@link DEFAULT_MONGO_DATABASE}. */
   database: string;
+  /** `?collection=`, when given. */
   collection: string | undefined;
+  /** Whether the URL sets `serverSelectionTimeoutMS` itself. */
   hasServerSelectionTimeout: boolean;
 }
 

@@ -27,11 +27,17 @@ export type MongoDocument = Record<string, unknown>;
 
 /** Fields kept about a lease that ran out and was taken over. */
 export interface MongoExpiredRecord {
+  /** The run-out holder's owner. */
   owner: string;
+  /** Its host. */
   hostname: string;
+  /** Its pid. */
   pid: number;
+  /** Its fence (Int64 as stored). */
   fence: unknown;
+  /** When its lease began (server clock). */
   acquiredAt: Date;
+  /** When its lease ran out (server clock). */
   expiresAt: Date;
 }
 
