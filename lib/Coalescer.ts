@@ -1,0 +1,591 @@
+import './polyfills';
+import { decodeOutcome, encodeError, encodeValue, type Jsonified, type RunInfo } from './coalescer/outcome';
+import { type OutcomeStore, outcomeStoreFor } from './coalescer/OutcomeStore';
+import { abortError, LockLostError, SingletonError, timeoutError, toPersisterError } from './errors';
+import type { SingletonEvents } from './events';
+import { childLogger, getDefaultLogger, type Logger } from './logger';
+import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
+import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
+import { Singleton } from './Singleton';
+import { monotonicNow, newToken, withJitter } from './time';
+import { checkInteger, checkName, expected } from './validate';
+import { Waker } from './Waker';
+
+/** Options of `new Coalescer(persister, options)`. Every one is optional. */
+export interface CoalescerOptions {
+  /**
+   * Lease length of a run: renewed while `fn` runs; if the runner dies, a waiter takes
+   * the work over this long after its last renewal.
+   * @default 30000
+   */
+  ttlMs?: number;
+  /**
+   * How long a finished run's outcome (value or error) stays readable, so a caller that
+   * arrives just after completion, or a waiter that missed the broadcast, gets it instead
+   * of starting a second run.
+   * @default 5000
+   */
+  resultTtlMs?: number;
+  /**
+   * Upper bound between a waiter's checks (lease and stored outcome). Outcome broadcasts,
+   * release notifications and the runner's known expiry usually wake it sooner. Must be
+   * below `resultTtlMs`, so a waiter always sees a stored outcome before it expires.
+   * @default min(1000, resultTtlMs / 4)
+   */
+  retryIntervalMs?: number;
+  /**
+   * Human-readable identity of this process, shown to the others as the runner.
+   * @default `${hostname}:${pid}`
+   */
+  owner?: string;
+  /**
+   * While this process runs `fn` under a lease: release it on SIGINT, SIGTERM, SIGHUP (or
+   * the signals listed), then exit as the signal would have, so a waiter takes over at
+   * once. Waiting callers hold nothing and install nothing.
+   * @default true
+   */
+  handleSignals?: boolean | readonly NodeJS.Signals[];
+  /**
+   * While this process runs `fn` under a lease: on `uncaughtException` /
+   * `unhandledRejection`, release, print the error, exit 1.
+   * @default true
+   */
+  handleErrors?: boolean;
+  /**
+   * Longest wait for releases during a signal-driven shutdown.
+   * @default 5000
+   */
+  shutdownTimeoutMs?: number;
+  /**
+   * Any pino-compatible logger.
+   * @default pino on stderr, level from SINGLETON_LOG_LEVEL or 'warn'
+   */
+  logger?: Logger;
+  /**
+   * Where outcomes are kept and broadcast. Built from the persister when left out
+   * (RedisPersister, FilePersister, MemoryPersister); required for any other persister.
+   * A store passed in here is not closed by `close()`.
+   */
+  outcomes?: OutcomeStore;
+}
+
+/** Options of {@link Coalescer.run}: limits for this caller only. */
+export interface CoalesceOptions {
+  /** Stop waiting when this signal aborts (rejects with an `AbortError`). The run itself goes on for the others. */
+  signal?: AbortSignal;
+  /** Stop waiting after this many ms (rejects with a `TimeoutError`). The run itself goes on for the others. */
+  timeoutMs?: number;
+}
+
+/** The defaults of {@link CoalescerOptions}, frozen. */
+export const COALESCER_DEFAULTS = Object.freeze({
+  ttlMs: 30_000,
+  resultTtlMs: 5_000,
+  /** `retryIntervalMs` defaults to the smaller of this and `resultTtlMs / 4`. */
+  maxRetryIntervalMs: 1_000,
+});
+
+const KNOWN_OPTIONS = new Set([
+  'ttlMs',
+  'resultTtlMs',
+  'retryIntervalMs',
+  'owner',
+  'handleSignals',
+  'handleErrors',
+  'shutdownTimeoutMs',
+  'logger',
+  'outcomes',
+]);
+
+/** One key's work in this process, shared by every local caller (the singleflight). */
+interface Flight {
+  readonly key: string;
+  /** Resolves the outcome envelope (JSON); rejects with a library error (store, lost lease, close). */
+  promise: Promise<string>;
+  /** Ends the waiting phase: every local caller left, or `close()`. */
+  readonly stop: AbortController;
+  /** The signal handed to `fn` while this process runs it. */
+  running: AbortController | undefined;
+  callers: number;
+  settled: boolean;
+}
+
+/**
+ * Coalesces identical work across processes (DESIGN.md §2): every caller, in any process,
+ * that asks for the same key while a run is in flight gets that run's outcome instead of
+ * starting its own.
+ *
+ * - In one process, concurrent callers of a key share one flight without touching the store.
+ * - Across processes, one caller takes the key's lease (a {@link Singleton} named after
+ *   the key, renewed while `fn` runs) and runs `fn(signal)`; the others wait for that run.
+ * - The runner stores the outcome for `resultTtlMs` before it releases the lease, and
+ *   broadcasts it where the store can (Redis pub/sub, one channel per key); stores without
+ *   notifications are polled.
+ * - Values travel as JSON, for local callers too; errors as `{ name, message, code }`,
+ *   rebuilt as a {@link CoalescedError}.
+ * - If the runner dies, its lease expires and exactly one waiter runs `fn` instead.
+ *
+ * Keys share the lock namespace of the persister: a key is also the lease's lock name.
+ *
+ * @example
+ * ```ts
+ * const coalescer = new Coalescer(new RedisPersister(redis), { ttlMs: 30_000, resultTtlMs: 5_000 });
+ * const report = await coalescer.run('report:2026-11', async (signal) => buildReport({ signal }));
+ * ```
+ */
+export class Coalescer {
+  /** The store of the leases. */
+  readonly persister: Persister;
+  /** Lease length of a run, ms. */
+  readonly ttlMs: number;
+  /** How long an outcome stays readable after its run, ms. */
+  readonly resultTtlMs: number;
+  /** Upper bound between a waiter's checks, ms. */
+  readonly retryIntervalMs: number;
+  /** This process's identity as a runner. */
+  readonly owner: string;
+
+  private readonly outcomes: OutcomeStore;
+  private readonly ownsOutcomes: boolean;
+  private readonly singletonOptions: SingletonOptions;
+  private readonly ownerInfo: OwnerInfo;
+  private readonly log: Logger;
+  private readonly flights = new Map<string, Flight>();
+  private readonly sweeps = new Map<string, NodeJS.Timeout>();
+  private readonly background = new Set<Promise<unknown>>();
+  private closing: Promise<void> | undefined;
+
+  /**
+   * @param persister the store of the leases: a `RedisPersister`, `FilePersister` or
+   *   `MemoryPersister`, or any persister together with `options.outcomes`.
+   * @param options see {@link CoalescerOptions}; every bad value throws here.
+   * @throws TypeError / RangeError naming the bad value; TypeError for a persister whose
+   *   outcomes the Coalescer cannot keep (pass `outcomes` then).
+   */
+  constructor(persister: Persister, options: CoalescerOptions = {}) {
+    if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object or undefined', options));
+    for (const key of Object.keys(options)) {
+      if (!KNOWN_OPTIONS.has(key)) {
+        throw new TypeError(`Unknown option \`${key}\`; allowed options are: ${[...KNOWN_OPTIONS].join(', ')}`);
+      }
+    }
+    if (!isPersister(persister)) {
+      throw new TypeError(expected('persister', 'a Persister (acquire, renew, release, inspect)', persister));
+    }
+    this.persister = persister;
+    this.ttlMs = normalizeTtl({ ttlMs: options.ttlMs ?? COALESCER_DEFAULTS.ttlMs });
+    this.resultTtlMs =
+      options.resultTtlMs === undefined ? COALESCER_DEFAULTS.resultTtlMs : checkInteger('resultTtlMs', options.resultTtlMs, 2, MAX_TTL_MS);
+    this.retryIntervalMs =
+      options.retryIntervalMs === undefined
+        ? Math.max(1, Math.min(COALESCER_DEFAULTS.maxRetryIntervalMs, Math.floor(this.resultTtlMs / 4)))
+        : checkInteger('retryIntervalMs', options.retryIntervalMs, 1, this.resultTtlMs - 1);
+    const logger = options.logger ?? getDefaultLogger();
+    this.singletonOptions = {
+      ttlMs: this.ttlMs,
+      retryIntervalMs: this.retryIntervalMs,
+      owner: options.owner,
+      handleSignals: options.handleSignals,
+      handleErrors: options.handleErrors,
+      shutdownTimeoutMs: options.shutdownTimeoutMs,
+      // A lost lease aborts `fn`'s signal; it never exits the process.
+      onLost: 'emit',
+      logger: quietConflicts(logger),
+    };
+    const normalized = normalizeOptions(this.singletonOptions); // checks owner, signals, logger… now
+    this.owner = normalized.owner;
+    this.ownerInfo = { owner: normalized.owner, hostname: normalized.hostname, pid: normalized.pid };
+    this.log = childLogger(normalized.logger, { coalescer: this.owner });
+    if (options.outcomes !== undefined) {
+      if (!isOutcomeStore(options.outcomes)) {
+        throw new TypeError(expected('outcomes', 'an OutcomeStore (put, get)', options.outcomes));
+      }
+      this.outcomes = options.outcomes;
+      this.ownsOutcomes = false;
+    } else {
+      const { store, owned } = outcomeStoreFor(persister);
+      this.outcomes = store;
+      this.ownsOutcomes = owned;
+    }
+  }
+
+  /**
+   * Runs `fn` once for every caller, in any process, that asks for `key` while a run is
+   * in flight or its outcome is still stored, and resolves the same value for all of them.
+   *
+   * - The value goes through JSON for every caller, this process's included: a `Date`
+   *   becomes its ISO string; `undefined` stays `undefined`; a value JSON cannot carry
+   *   (BigInt, circular) rejects every caller with a `SingletonError`
+   *   (`SINGLETON_NOT_SERIALIZABLE`).
+   * - If `fn` throws, every caller rejects with a {@link CoalescedError} carrying its
+   *   `name`, `message` and `code`. Errors are stored for `resultTtlMs` like values.
+   * - `fn(signal)`: `signal` aborts (with a `LockLostError`) if the run's lease is lost, or
+   *   when `close()` is called. The outcome of such a run is not shared: this process's
+   *   callers reject with that reason and the next holder runs the work.
+   * - A store error rejects with a `PersisterError`; `fn` does not run then. Waiting
+   *   callers retry transient errors for up to `ttlMs` before giving up.
+   * - `fn` is the first local caller's; later callers' `fn` is not called while they join.
+   *
+   * @param key what identifies the work: 1..200 printable characters; also the lock name.
+   * @param fn the work; resolves a JSON value.
+   * @param options limits for this caller only (`signal`, `timeoutMs`).
+   * @example
+   * ```ts
+   * const coalescer = new Coalescer(new RedisPersister(redis), { resultTtlMs: 5_000 });
+   * // Called at once from many processes: buildReport runs once, everyone gets its result.
+   * const report = await coalescer.run('report:2026-11', async (signal) => {
+   *   const rows = await db.query('select …', { signal });
+   *   return { rows, builtAt: new Date() }; // builtAt arrives as an ISO string, everywhere
+   * });
+   * ```
+   */
+  async run<T>(
+    key: string,
+    fn: (signal: AbortSignal) => T | Promise<T>,
+    options: CoalesceOptions = {},
+  ): Promise<Jsonified<T>> {
+    checkName(key, 'key');
+    if (typeof fn !== 'function') throw new TypeError(expected('fn', 'a function', fn));
+    const { signal, timeoutMs } = checkRunOptions(options);
+    if (this.closing) throw closedError();
+    if (signal?.aborted) throw abortError(signal.reason);
+    let flight = this.flights.get(key);
+    if (!flight) flight = this.startFlight(key, fn as (signal: AbortSignal) => unknown);
+    const outcome = await this.follow(flight, signal, timeoutMs);
+    const decoded = decodeOutcome(key, outcome);
+    if (!decoded.ok) throw decoded.error;
+    return decoded.value as Jsonified<T>;
+  }
+
+  /**
+   * Stops: new `run` calls reject; waiting callers reject with a `SingletonError`
+   * (`SINGLETON_SHUTTING_DOWN`); runs in progress here see their signal abort, and `close`
+   * waits until they released their lease. Then it ends the outcome subscriptions. It
+   * never closes the persister (or an `outcomes` store passed in).
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  /** Closes, so `await using coalescer = new Coalescer(...)` cleans up at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ——— internals ————————————————————————————————————————————————
+
+  private startFlight(key: string, fn: (signal: AbortSignal) => unknown): Flight {
+    const flight: Flight = {
+      key,
+      promise: Promise.resolve(''),
+      stop: new AbortController(),
+      running: undefined,
+      callers: 0,
+      settled: false,
+    };
+    flight.promise = this.fly(flight, fn).finally(() => {
+      flight.settled = true;
+      if (this.flights.get(key) === flight) this.flights.delete(key);
+    });
+    flight.promise.catch(noop); // a flight every caller left may still fail: nobody is waiting for that
+    this.flights.set(key, flight);
+    return flight;
+  }
+
+  /** One caller's view of a flight, with its own signal and timeout. */
+  private follow(flight: Flight, signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<string> {
+    flight.callers += 1;
+    return new Promise<string>((resolve, reject) => {
+      let left = false;
+      let timer: NodeJS.Timeout | undefined;
+      const leave = () => {
+        if (left) return;
+        left = true;
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.leave(flight);
+      };
+      const onAbort = () => {
+        leave();
+        reject(abortError(signal?.reason));
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          leave();
+          reject(timeoutError(`Timed out after ${timeoutMs} ms waiting for the outcome of "${flight.key}"`));
+        }, timeoutMs);
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      flight.promise.then(
+        (outcome) => {
+          leave();
+          resolve(outcome);
+        },
+        (error: unknown) => {
+          leave();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** A caller left; when the last one leaves a flight that only waits, the waiting stops. */
+  private leave(flight: Flight): void {
+    flight.callers -= 1;
+    if (flight.callers > 0 || flight.settled || flight.running) return;
+    flight.stop.abort(abortError());
+    if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+  }
+
+  /**
+   * The cross-process part: a stored outcome, else the lease (and run `fn`), else wait
+   * for whoever holds it, waking on its outcome broadcast, its release, its known expiry,
+   * and at the latest every `retryIntervalMs`.
+   */
+  private async fly(flight: Flight, fn: (signal: AbortSignal) => unknown): Promise<string> {
+    const { key } = flight;
+    const log = childLogger(this.log, { key });
+    const stored = await this.read(key);
+    if (stored !== null) {
+      log.debug({}, `"${key}" has a stored outcome; returning it`);
+      return stored;
+    }
+    const singleton = new Singleton(key, this.persister, this.singletonOptions);
+    // Lock attempts throw their store errors to us; renewal errors only need a log line.
+    singleton.on('error', (err) => log.warn({ err }, err.message));
+    const waker = new Waker();
+    let broadcast: string | undefined;
+    const [unsubscribe, unwatch] = await Promise.all([
+      this.subscribe(key, log, (outcome) => {
+        broadcast ??= outcome;
+        waker.notify();
+      }),
+      this.watchReleases(key, log, () => waker.notify()),
+    ]);
+    let waiting = false;
+    let failingSince: number | undefined;
+    let failures = 0;
+    try {
+      for (;;) {
+        flight.stop.signal.throwIfAborted();
+        waker.clearPending();
+        if (broadcast !== undefined) return broadcast;
+        let delayMs: number;
+        try {
+          if (await singleton.lock()) return await this.runHolding(flight, singleton, fn, log);
+          // Someone else runs it, or just finished: its outcome may be stored already.
+          const found = broadcast ?? (await this.read(key));
+          if (found !== null) return found;
+          waiting = true;
+          failingSince = undefined;
+          failures = 0;
+          delayMs = this.delayUntilNextCheck(singleton.holder);
+        } catch (err) {
+          // The first attempt fails fast; a waiter rides out a store outage for up to one lease,
+          // after which any runner has given its lease up too.
+          if (!isStoreError(err) || !waiting) throw err;
+          failingSince ??= monotonicNow();
+          if (monotonicNow() - failingSince >= this.ttlMs) throw err;
+          failures += 1;
+          log.warn({ err, failures }, `store error while waiting for "${key}"; retrying`);
+          delayMs = withJitter(Math.min(this.retryIntervalMs, 50 * 2 ** failures), 0.5);
+        }
+        await waker.sleep(delayMs, flight.stop.signal);
+      }
+    } finally {
+      waker.dispose();
+      this.track(unsubscribe?.());
+      this.track(unwatch?.());
+    }
+  }
+
+  /** Holding the lease: check the store once more, run `fn`, store the outcome, release. */
+  private async runHolding(
+    flight: Flight,
+    singleton: Singleton,
+    fn: (signal: AbortSignal) => unknown,
+    log: Logger,
+  ): Promise<string> {
+    const { key } = flight;
+    const controller = new AbortController();
+    const onLost = (e: SingletonEvents['lost'][0]) => controller.abort(new LockLostError(key, e.reason, e.holder));
+    singleton.on('lost', onLost);
+    flight.running = controller;
+    try {
+      flight.stop.signal.throwIfAborted(); // every caller left (or close()) while the lease was being taken
+      // A run may have finished between our last check and this lease: its outcome wins.
+      const stored = await this.read(key);
+      if (stored !== null) {
+        log.debug({}, `"${key}" was completed by another run just before this lease; not running it again`);
+        return stored;
+      }
+      const run = (): RunInfo => ({
+        key,
+        owner: this.owner,
+        fencingToken: String(singleton.fencingToken ?? ''),
+        finishedAt: new Date().toISOString(),
+      });
+      log.debug({ fencingToken: String(singleton.fencingToken) }, `running "${key}"`);
+      let outcome: string;
+      try {
+        outcome = encodeValue(await fn(controller.signal), run());
+      } catch (err) {
+        log.debug({ err }, `the run of "${key}" failed; sharing its error`);
+        outcome = encodeError(err, run());
+      }
+      // Lost lease or close(): another holder may be running it; this outcome is not shared.
+      controller.signal.throwIfAborted();
+      try {
+        await this.outcomes.put(key, outcome, this.resultTtlMs);
+        this.scheduleSweep(key);
+      } catch (err) {
+        // This process's callers still get the outcome; elsewhere a waiter will run it again.
+        log.error({ err }, `could not store the outcome of "${key}"; waiters elsewhere will run it again`);
+      }
+      return outcome;
+    } finally {
+      flight.running = undefined;
+      singleton.off('lost', onLost);
+      await singleton.release().catch((err: unknown) => log.warn({ err }, `releasing "${key}" failed; its lease will expire`));
+    }
+  }
+
+  private async read(key: string): Promise<string | null> {
+    try {
+      return await this.outcomes.get(key);
+    } catch (err) {
+      throw toPersisterError(`Reading the outcome of "${key}"`, err);
+    }
+  }
+
+  private async subscribe(
+    key: string,
+    log: Logger,
+    onOutcome: (outcome: string) => void,
+  ): Promise<(() => Promise<void>) | undefined> {
+    if (!this.outcomes.subscribe) return undefined;
+    try {
+      return await this.outcomes.subscribe(key, onOutcome);
+    } catch (err) {
+      log.warn({ err }, `could not subscribe to the outcome of "${key}"; polling instead`);
+      return undefined;
+    }
+  }
+
+  private async watchReleases(key: string, log: Logger, onRelease: () => void): Promise<(() => Promise<void>) | undefined> {
+    if (!this.persister.watch) return undefined;
+    try {
+      return await this.persister.watch(key, onRelease);
+    } catch (err) {
+      log.debug({ err }, `could not watch "${key}" for releases; polling instead`);
+      return undefined;
+    }
+  }
+
+  /** At the holder's known expiry (a dead runner's lease runs out then), at the latest after `retryIntervalMs`. */
+  private delayUntilNextCheck(holder: LockInfo | undefined): number {
+    const retry = withJitter(this.retryIntervalMs * 0.8, 0.25);
+    if (!holder) return retry;
+    const untilExpiry = holder.expiresAt.getTime() - Date.now();
+    return Math.min(retry, withJitter(Math.max(1, untilExpiry + 2), 0.2));
+  }
+
+  /**
+   * Stores that do not expire entries by themselves get the outcome removed once it
+   * expired, under the key's lease so that no run writes meanwhile. Best effort: a
+   * process that exits first leaves the expired file to the next run of the key.
+   */
+  private scheduleSweep(key: string): void {
+    if (!this.outcomes.sweep) return;
+    const previous = this.sweeps.get(key);
+    if (previous) clearTimeout(previous);
+    const timer = setTimeout(() => {
+      this.sweeps.delete(key);
+      this.track(this.sweep(key));
+    }, this.resultTtlMs + 20);
+    timer.unref();
+    this.sweeps.set(key, timer);
+  }
+
+  private async sweep(key: string): Promise<void> {
+    if (this.closing || this.flights.has(key) || !this.outcomes.sweep) return;
+    const token = newToken();
+    try {
+      const got = await this.persister.acquire({ name: key, token, ttlMs: this.ttlMs, owner: this.ownerInfo });
+      if (!got.acquired) return; // a run holds it; it replaces the outcome anyway
+      try {
+        await this.outcomes.sweep(key);
+      } finally {
+        await this.persister.release({ name: key, token });
+      }
+    } catch (err) {
+      this.log.debug({ err, key }, `could not remove the expired outcome of "${key}"`);
+    }
+  }
+
+  private track(promise: Promise<unknown> | undefined): void {
+    if (!promise) return;
+    const settled = promise.catch(noop);
+    this.background.add(settled);
+    void settled.finally(() => this.background.delete(settled));
+  }
+
+  private async shutdown(): Promise<void> {
+    const reason = closedError();
+    const flights = [...this.flights.values()];
+    for (const flight of flights) {
+      flight.stop.abort(reason);
+      flight.running?.abort(reason);
+    }
+    await Promise.allSettled(flights.map((f) => f.promise));
+    for (const timer of this.sweeps.values()) clearTimeout(timer);
+    this.sweeps.clear();
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+    if (this.ownsOutcomes) await this.outcomes.close?.();
+  }
+}
+
+function closedError(): SingletonError {
+  return new SingletonError('SINGLETON_SHUTTING_DOWN', 'The Coalescer was closed; create a new one to run more work.');
+}
+
+function isStoreError(err: unknown): boolean {
+  return err instanceof SingletonError && err.code === 'SINGLETON_PERSISTER';
+}
+
+function isPersister(value: unknown): value is Persister {
+  if (value === null || typeof value !== 'object') return false;
+  const p = value as Record<string, unknown>;
+  return ['acquire', 'renew', 'release', 'inspect'].every((m) => typeof p[m] === 'function');
+}
+
+function isOutcomeStore(value: unknown): value is OutcomeStore {
+  if (value === null || typeof value !== 'object') return false;
+  const s = value as Record<string, unknown>;
+  return typeof s.put === 'function' && typeof s.get === 'function';
+}
+
+function checkRunOptions(options: CoalesceOptions): CoalesceOptions {
+  if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object', options));
+  const { signal, timeoutMs } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(expected('signal', 'an AbortSignal', signal));
+  if (timeoutMs !== undefined) checkInteger('timeoutMs', timeoutMs, 0);
+  return { signal, timeoutMs };
+}
+
+/**
+ * The Singletons of a Coalescer find the lease taken all the time: that is waiting, not a
+ * warning. Their `conflict` lines go to debug; everything else keeps its level.
+ */
+function quietConflicts(logger: Logger): Logger {
+  return {
+    debug: (obj, msg) => logger.debug(obj, msg),
+    info: (obj, msg) => logger.info(obj, msg),
+    warn: (obj, msg) => ((obj as { to?: unknown }).to === 'conflict' ? logger.debug(obj, msg) : logger.warn(obj, msg)),
+    error: (obj, msg) => logger.error(obj, msg),
+    child: (bindings) => quietConflicts(childLogger(logger, bindings)),
+  };
+}
+
+function noop(): void {}

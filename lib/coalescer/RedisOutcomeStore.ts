@@ -1,0 +1,203 @@
+import { createHash } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+import { PersisterError, toPersisterError } from '../errors';
+import { checkInteger, expected } from '../validate';
+import type { OutcomeStore } from './OutcomeStore';
+
+type Arg = string | number;
+
+/** The slice of ioredis (`Redis` or `Cluster`) the outcome store uses. */
+export interface OutcomeRedisClient {
+  readonly isCluster?: boolean;
+  get(key: string): Promise<string | null>;
+  evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
+  eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
+  duplicate(...overrides: unknown[]): OutcomeSubscriber;
+}
+
+/** The slice of ioredis the subscriber connection uses. */
+interface OutcomeSubscriber {
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  on(event: 'message', listener: (channel: string, message: string) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  disconnect(): void;
+}
+
+/**
+ * Stores an outcome and broadcasts it, in one atomic step.
+ * KEYS[1] the outcome key `<prefix>{<key>}:outcome`, also the channel name;
+ * ARGV[1] the outcome envelope (JSON); ARGV[2] its lifetime in ms.
+ * Returns the number of subscribers the broadcast reached.
+ */
+const PUT_SCRIPT = `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('PUBLISH', KEYS[1], ARGV[1])
+`;
+const PUT_SHA1 = createHash('sha1').update(PUT_SCRIPT).digest('hex');
+
+/** Options of {@link RedisOutcomeStore}. */
+export interface RedisOutcomeStoreOptions {
+  /**
+   * Prepended to every key and channel, as on the `RedisPersister` the leases live in.
+   * @default 'singleton:'
+   */
+  keyPrefix?: string;
+  /**
+   * Longest wait for one store operation before it fails with a `PersisterError`.
+   * @default 5000
+   */
+  operationTimeoutMs?: number;
+}
+
+/**
+ * Outcomes in Redis: the outcome of `key` is a string at `<prefix>{<key>}:outcome`
+ * written with `SET … PX resultTtlMs` and, in the same script, `PUBLISH`ed on a channel of
+ * the same name. One channel per key, so a process only ever receives the outcomes it
+ * waits for. Subscriptions share one duplicated connection per store, opened on first
+ * use, with each channel subscribed while at least one waiter listens. Messages missed
+ * while that connection was down are covered by the waiters' polling of `get`.
+ *
+ * @example
+ * ```ts
+ * const coalescer = new Coalescer(persister, { outcomes: new RedisOutcomeStore(redis, { keyPrefix: 'myapp:' }) });
+ * ```
+ */
+export class RedisOutcomeStore implements OutcomeStore {
+  readonly kind = 'redis';
+  /** Prefix of every key and channel. */
+  readonly keyPrefix: string;
+  /** Longest wait for one store operation, in ms. */
+  readonly operationTimeoutMs: number;
+
+  private readonly client: OutcomeRedisClient;
+  private connection: OutcomeSubscriber | undefined;
+  private readonly channels = new Map<string, { listeners: Set<(outcome: string) => void>; subscribed: Promise<unknown> }>();
+  private closed = false;
+
+  /**
+   * @param client an ioredis `Redis` or `Cluster` (never closed by this store).
+   * @param options see {@link RedisOutcomeStoreOptions}.
+   */
+  constructor(client: Redis | Cluster | OutcomeRedisClient, options: RedisOutcomeStoreOptions = {}) {
+    const c = client as unknown as Record<string, unknown> | null;
+    if (!c || typeof c !== 'object' || !['get', 'evalsha', 'eval', 'duplicate'].every((m) => typeof c[m] === 'function')) {
+      throw new TypeError(expected('client', 'an ioredis Redis or Cluster client', client));
+    }
+    this.client = client as unknown as OutcomeRedisClient;
+    const { keyPrefix = 'singleton:', operationTimeoutMs = 5_000 } = options;
+    if (typeof keyPrefix !== 'string') throw new TypeError(expected('options.keyPrefix', 'a string', keyPrefix));
+    this.keyPrefix = keyPrefix;
+    this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
+  }
+
+  async put(key: string, outcome: string, ttlMs: number): Promise<void> {
+    const name = this.outcomeKey(key);
+    await this.timed(`Storing the outcome of "${key}"`, async () => {
+      try {
+        return await this.client.evalsha(PUT_SHA1, 1, name, outcome, ttlMs);
+      } catch (error) {
+        if (!(error instanceof Error && error.message.includes('NOSCRIPT'))) throw error;
+        return this.client.eval(PUT_SCRIPT, 1, name, outcome, ttlMs);
+      }
+    });
+  }
+
+  async get(key: string): Promise<string | null> {
+    return this.timed(`Reading the outcome of "${key}"`, () => this.client.get(this.outcomeKey(key)));
+  }
+
+  async subscribe(key: string, onOutcome: (outcome: string) => void): Promise<() => Promise<void>> {
+    if (this.closed) throw new PersisterError(`Subscribing to the outcome of "${key}" failed: the Coalescer is closed.`);
+    const channel = this.outcomeKey(key);
+    const connection = this.connect();
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      entry = { listeners: new Set(), subscribed: connection.subscribe(channel) };
+      this.channels.set(channel, entry);
+    }
+    const current = entry;
+    const listener = (outcome: string) => onOutcome(outcome);
+    current.listeners.add(listener);
+    const stop = async (): Promise<void> => {
+      if (!current.listeners.delete(listener) || current.listeners.size > 0) return;
+      if (this.channels.get(channel) === current) this.channels.delete(channel);
+      // UNSUBSCRIBE once SUBSCRIBE settled, unless someone subscribed again meanwhile; never rejects.
+      await current.subscribed.then(noop, noop);
+      if (this.channels.has(channel) || !this.connection) return;
+      const connectionNow = this.connection;
+      await this.timed(`Unsubscribing from ${channel}`, () => connectionNow.unsubscribe(channel)).catch(noop);
+    };
+    try {
+      await this.timed(`Subscribing to the outcome of "${key}"`, () => current.subscribed);
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+    return stop;
+  }
+
+  /** Closes the subscriber connection (never the client passed in). */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.channels.clear();
+    this.connection?.disconnect();
+    this.connection = undefined;
+  }
+
+  /** `<prefix>{<key>}:outcome`: in the lease's Cluster slot; also the channel's name. */
+  outcomeKey(key: string): string {
+    return `${this.keyPrefix}{${key}}:outcome`;
+  }
+
+  private connect(): OutcomeSubscriber {
+    if (this.connection) return this.connection;
+    const override = { enableOfflineQueue: true };
+    const connection = this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
+    connection.on('error', noop); // failures surface through the timed subscribe and the waiters' polling
+    connection.on('message', (channel, message) => {
+      for (const listener of [...(this.channels.get(channel)?.listeners ?? [])]) {
+        try {
+          listener(message);
+        } catch (error) {
+          process.nextTick(() => {
+            throw error;
+          });
+        }
+      }
+    });
+    this.connection = connection;
+    return connection;
+  }
+
+  private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolvePromise, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new PersisterError(
+            `${what} timed out after ${this.operationTimeoutMs} ms. Check that Redis is reachable and not overloaded; the operation can be retried.`,
+          ),
+        );
+      }, this.operationTimeoutMs);
+      timer.unref();
+      let pending: Promise<T>;
+      try {
+        pending = op();
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      pending.then(
+        (value) => {
+          clearTimeout(timer);
+          resolvePromise(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(toPersisterError(what, error));
+        },
+      );
+    });
+  }
+}
+
+function noop(): void {}
