@@ -47,4 +47,4 @@ export type { MongoPersisterOptions } from './persisters/MongoPersister';
 export { fromCallbackPersister } from './persisters/fromCallbackPersister';
 export type { CallbackPersister, CallbackPersisterOptions } from './persisters/fromCallbackPersister';
 export { persisterFromUrl, PERSISTER_URL_SCHEMES } from './persisters/fromUrl';
-export type { PersisterFromUrlOptions } from './persisters/fromUrl';
+export type { OwnedPersister, PersisterFromUrlOptions } from './persisters/fromUrl';
