@@ -395,7 +395,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       this.persister.release({ name: this.name, token: held.token }).catch(() => undefined);
     }
     const by = holder ? `; now held by ${describeHolder(holder)}` : '';
-    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` });
+    // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line): with nobody
+    // listening, the transition is logged at debug instead of warn (setState's `emit` flag does both).
+    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, !exit || this.listenerCount('lost') > 0);
     if (exit) {
       this.log.error(
         { reason, exitCode: 70 },
