@@ -425,8 +425,10 @@ async function main(): Promise<void> {
   const tokens = intervals.map((x) => x.token);
   const increasing = tokens.every((tok, i) => i === 0 || (/^\d+$/.test(tok) && BigInt(tok) > BigInt(tokens[i - 1])));
 
-  const handOverMs = second.e.t - released.t;
-  const gapMs = second.e.t - releasing.t;
+  // From the moment the active one stops work and sends its release, to the next one holding
+  // the lock: the time nobody is active. (Its own `released` line comes after the store's answer,
+  // which can reach it after a watching standby was notified and already locked.)
+  const handOverMs = second.e.t - releasing.t;
   const crashMs = takeover.e.t - killedAt;
   const crashWhy = isFileStore
     ? 'the file store sees the holder process is dead: no waiting for the lease to run out (standbys check every 250 ms)'
@@ -435,7 +437,7 @@ async function main(): Promise<void> {
     [
       'graceful hand-over (SIGTERM)',
       ms(handOverMs),
-      `${first.inst.id} released → ${second.inst.id} locked (${ms(gapMs)} from ${first.inst.id} stopping work)`,
+      `${first.inst.id} stops work and releases → ${second.inst.id} locked (nobody active meanwhile)`,
     ],
     ['crash takeover (SIGKILL)', ms(crashMs), `kill -9 of ${second.inst.id} → ${third.id} locked; ${crashWhy}`],
     [
