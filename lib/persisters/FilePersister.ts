@@ -44,6 +44,7 @@ export const FILE_PERSISTER_DEFAULTS = Object.freeze({
   get dir(): string {
     return join(tmpdir(), 'singleton-process');
   },
+  /** Poll period of `watch()` behind `fs.watch`, in ms. */
   pollIntervalMs: 250,
 });
 

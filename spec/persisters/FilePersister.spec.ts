@@ -60,6 +60,13 @@ class Child {
   }
 }
 
+/** Acquires and releases `name`: the directory and a released record exist afterwards. */
+async function prime(p: FilePersister, name: string): Promise<void> {
+  const token = newToken();
+  expect((await p.acquire({ name, token, ttlMs: 10_000, owner: me })).acquired).toBe(true);
+  expect(await p.release({ name, token })).toBe(true);
+}
+
 describe('FilePersister (one host, real files, real processes)', () => {
   let root: string;
   let dir: string;
@@ -178,7 +185,7 @@ describe('FilePersister (one host, real files, real processes)', () => {
 
     it('breaks at once a mutex whose process is dead, and removes its temp files', async () => {
       const p = make();
-      await p.acquire({ name: 'm', token: newToken(), ttlMs: 1, owner: me }); // creates the directory and a record
+      await prime(p, 'm'); // creates the directory and a (released) record
       const paths = lockPaths(dir, 'm');
       const pid = deadPid();
       symlinkSync(JSON.stringify({ ...selfIdentity(), pid, start: '', at: Date.now(), n: 'dead' }), paths.mutex);
@@ -194,10 +201,12 @@ describe('FilePersister (one host, real files, real processes)', () => {
 
     it('breaks a mutex older than the hard bound even when its holder seems alive, or is garbage', async () => {
       const p = make();
-      await p.acquire({ name: 'old', token: newToken(), ttlMs: 1, owner: me });
+      await prime(p, 'old');
       const paths = lockPaths(dir, 'old');
       symlinkSync(JSON.stringify({ ...selfIdentity(), at: Date.now() - 60_000, n: 'stuck' }), paths.mutex);
-      expect((await p.acquire({ name: 'old', token: newToken(), ttlMs: 1, owner: me })).acquired).toBe(true);
+      const stuck = newToken();
+      expect((await p.acquire({ name: 'old', token: stuck, ttlMs: 10_000, owner: me })).acquired).toBe(true);
+      expect(await p.release({ name: 'old', token: stuck })).toBe(true);
       writeFileSync(paths.mutex, 'garbage'); // a plain file, as on filesystems without symlinks
       const past = new Date(Date.now() - 60_000);
       utimesSync(paths.mutex, past, past);
@@ -207,7 +216,7 @@ describe('FilePersister (one host, real files, real processes)', () => {
 
     it('waits for a fresh mutex of a live process instead of breaking it', async () => {
       const p = make();
-      await p.acquire({ name: 'busy', token: newToken(), ttlMs: 1, owner: me });
+      await prime(p, 'busy');
       const paths = lockPaths(dir, 'busy');
       symlinkSync(JSON.stringify({ ...selfIdentity(), at: Date.now(), n: 'live' }), paths.mutex);
       const order: string[] = [];
@@ -255,7 +264,7 @@ describe('FilePersister (one host, real files, real processes)', () => {
     });
 
     it('lets exactly one of 6 processes racing for a dead holder’s lease win, round after round', async () => {
-      const rounds = ['1', '2', '3', '4', '5'];
+      const rounds = ['1', '2', '3', '4', '5', '6', '7', '8'];
       const holder = child('hold', dir, '30000', ...rounds.map((r) => `race-${r}`));
       const racers = Array.from({ length: 6 }, () => child('takeover', dir, 'race'));
       const { pid: deadPid } = (await holder.message('fences')) as { pid: number };
@@ -263,6 +272,11 @@ describe('FilePersister (one host, real files, real processes)', () => {
       holder.proc.kill('SIGKILL');
       await holder.exited;
       for (const round of rounds) {
+        // From round 3 on, the dead holder also left its mutex behind: all 6 must break it, and one win.
+        if (Number(round) >= 3) {
+          const identity = { ...selfIdentity(), pid: deadPid, start: '', at: Date.now(), n: `r${round}` };
+          symlinkSync(JSON.stringify(identity), lockPaths(dir, `race-${round}`).mutex);
+        }
         const from = racers.map((r) => r.messages.length);
         for (const r of racers) r.send(`go ${round}`);
         const results = await Promise.all(racers.map((r, i) => r.message('round', 15_000, from[i])));
@@ -274,6 +288,7 @@ describe('FilePersister (one host, real files, real processes)', () => {
           expect(loser.holderPid).toBe(winners[0].pid);
         }
       }
+      expect(readdirSync(dir).filter((f) => !f.endsWith('.lock'))).toEqual([]); // mutexes broken, no temp files left
     });
 
     it('keeps 6 processes contending for seconds mutually exclusive, with strictly increasing fences', async () => {
@@ -326,7 +341,7 @@ describe('FilePersister (one host, real files, real processes)', () => {
       const refed = () => process.getActiveResourcesInfo().filter((r) => r === 'FSEventWrap' || r === 'Timeout').length;
       const p = make();
       const internals = () => p['watcher'] as unknown as { fsWatcher?: unknown; timer?: unknown };
-      await p.acquire({ name: 'h', token: newToken(), ttlMs: 1, owner: me });
+      await prime(p, 'h');
       const before = refed();
       const stopA = await p.watch('h', () => undefined);
       const stopB = await p.watch('h2', () => undefined);
