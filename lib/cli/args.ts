@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TTL_MS, MIN_TTL_MS } from '../options';
-import { PERSISTER_URL_SCHEMES, redactUrl } from '../persisters/fromUrl';
+import { PERSISTER_URL_SCHEMES } from '../persisters/fromUrl';
 import { checkName } from '../validate';
 import { ExitCode } from './exitCodes';
 
@@ -260,9 +260,18 @@ function storeUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string | un
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url.trim())?.[1].toLowerCase();
   if (scheme === undefined || !(PERSISTER_URL_SCHEMES as readonly string[]).includes(`${scheme}:`)) {
     const why = scheme === undefined ? 'not a URL' : `unsupported scheme '${scheme}:'`;
-    throw new UsageError(`invalid ${source} ${JSON.stringify(redactUrl(url))}: ${why} (use ${STORE_EXAMPLES})`);
+    throw new UsageError(redactSecret(`invalid ${source} ${JSON.stringify(url)}: ${why} (use ${STORE_EXAMPLES})`, url));
   }
   return url;
+}
+
+/**
+ * `text` with the password of `url` (`scheme://user:password@…`, with or without
+ * the slashes) replaced by `***` wherever it appears, so no message repeats it.
+ */
+export function redactSecret(text: string, url: string | undefined): string {
+  const password = url && /^[a-z][a-z0-9+.-]*:\/*[^/?#@:]*:([^/?#@]+)@/i.exec(url.trim())?.[1];
+  return password ? text.split(`:${password}@`).join(':***@') : text;
 }
 
 /**

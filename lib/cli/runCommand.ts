@@ -4,10 +4,10 @@ import pino from 'pino';
 import type { LostEvent } from '../events';
 import type { Logger } from '../logger';
 import { FilePersister } from '../persisters/FilePersister';
-import { persisterFromUrl, redactUrl } from '../persisters/fromUrl';
+import { persisterFromUrl } from '../persisters/fromUrl';
 import type { Persister } from '../persisters/Persister';
 import { describeHolder, Singleton } from '../Singleton';
-import { PROGRAM, type RunArgs, UsageError } from './args';
+import { PROGRAM, redactSecret, type RunArgs, UsageError } from './args';
 import { ExitCode, FORWARDED_SIGNALS, signalExitCode } from './exitCodes';
 
 /** Longest wait for the release after the command exited; the lease expires on its own anyway. */
@@ -32,7 +32,7 @@ export function oneLine(err: unknown): string {
 
 /** How a store is named in messages: its URL without password, or the default file store. */
 export function describeStore(url: string | undefined): string {
-  return url === undefined ? 'the default file store' : redactUrl(url);
+  return url === undefined ? 'the default file store' : redactSecret(url, url);
 }
 
 /**
@@ -48,7 +48,9 @@ export async function openStore(url: string | undefined): Promise<Persister> {
   try {
     return await persisterFromUrl(url);
   } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(`invalid store URL ${JSON.stringify(redactUrl(url))}: ${oneLine(err)}`);
+    if (err instanceof TypeError || err instanceof RangeError) {
+      throw new UsageError(redactSecret(`invalid store URL ${JSON.stringify(url)}: ${oneLine(err)}`, url));
+    }
     throw err;
   }
 }
@@ -127,7 +129,7 @@ class LockedRun {
       this.persister = await openStore(store);
     } catch (err) {
       if (err instanceof UsageError) throw err;
-      say(`cannot use ${describeStore(store)}: ${oneLine(err)}`);
+      say(redactSecret(`cannot use ${describeStore(store)}: ${oneLine(err)}`, store));
       return ExitCode.UNAVAILABLE;
     }
     if (this.shutdownSignal) return signalExitCode(this.shutdownSignal);
@@ -148,7 +150,7 @@ class LockedRun {
       held = await singleton.lock();
     } catch (err) {
       if (this.shutdownSignal) return signalExitCode(this.shutdownSignal);
-      say(`cannot reach ${describeStore(store)}: ${oneLine(err)}`);
+      say(redactSecret(`cannot reach ${describeStore(store)}: ${oneLine(err)}`, store));
       return ExitCode.UNAVAILABLE;
     }
     if (!held && !this.shutdownSignal) {
@@ -251,7 +253,7 @@ class LockedRun {
     const now = Date.now();
     if (now - this.lastStoreWarning < STORE_WARNING_INTERVAL_MS) return;
     this.lastStoreWarning = now;
-    say(`store error, retrying: ${oneLine(error)}`);
+    say(redactSecret(`store error, retrying: ${oneLine(error)}`, this.args.store));
   }
 
   /** Sends `signal` to the command's whole process group; a group that is gone is fine. */

@@ -1,5 +1,5 @@
 import type { LockInfo, Persister } from '../persisters/Persister';
-import { type StatusArgs, UsageError } from './args';
+import { redactSecret, type StatusArgs, UsageError } from './args';
 import { ExitCode } from './exitCodes';
 import { closeStore, describeStore, oneLine, openStore, say } from './runCommand';
 
@@ -70,7 +70,7 @@ export async function status(args: StatusArgs): Promise<number> {
     persister = await openStore(args.store);
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    say(`cannot use ${describeStore(args.store)}: ${oneLine(err)}`);
+    say(redactSecret(`cannot use ${describeStore(args.store)}: ${oneLine(err)}`, args.store));
     return ExitCode.UNAVAILABLE;
   }
   try {
@@ -78,7 +78,7 @@ export async function status(args: StatusArgs): Promise<number> {
     process.stdout.write(args.json ? `${JSON.stringify(statusJson(args.name, holder))}\n` : statusText(args.name, holder));
     return ExitCode.OK;
   } catch (err) {
-    say(`cannot reach ${describeStore(args.store)}: ${oneLine(err)}`);
+    say(redactSecret(`cannot reach ${describeStore(args.store)}: ${oneLine(err)}`, args.store));
     return ExitCode.UNAVAILABLE;
   } finally {
     await closeStore(persister);
