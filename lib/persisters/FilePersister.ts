@@ -59,6 +59,12 @@ export const FILE_PERSISTER_DEFAULTS = Object.freeze({
  * synchronously, so the mutex lives for microseconds. A lease is stale when it expired
  * or when its holder process is gone, so a `kill -9`ed holder is taken over at once.
  *
+ * One host only: on a directory shared between hosts (NFS) expiry would compare
+ * different hosts' clocks and a dead holder on another host is noticed only at expiry.
+ * Records are not fsync'ed (a crash of the host ends every holder anyway; the fence is
+ * seeded from the clock). Acquire, renew and release take well under a millisecond on
+ * tmpfs and about 0.7 ms on ext4; a lock held by someone else is reported without the mutex.
+ *
  * @example
  * ```ts
  * const singleton = new Singleton('nightly-report', new FilePersister());
