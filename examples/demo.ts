@@ -314,7 +314,10 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(signal, () => {
     flush();
     process.stdout.write(`\ndemo: ${signal} received, stopping the instances\n`);
-    void stopAll(3_000).finally(() => process.exit(signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 129));
+    void stopAll(3_000).finally(() => {
+      flush();
+      process.exit(signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 129);
+    });
   });
 }
 
@@ -465,6 +468,7 @@ main().then(
     const message = error instanceof DemoFailure ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
     process.stderr.write(`\ndemo FAILED: ${message}\n`);
     await stopAll(3_000);
+    flush();
     process.exit(1);
   },
 );
