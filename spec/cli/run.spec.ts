@@ -120,6 +120,22 @@ describe.each(stores)('singleton-run with the %s store', (kind, makeStore) => {
     expect((await first.wait()).code).toBe(143);
   });
 
+  it('two runs started at the same moment: exactly one command runs, the other run exits 75', async () => {
+    const runs = ['x', 'y'].map((label) => ({ label, cli: start([], [process.execPath, CHILD, log(label), '--sleep', '60000']) }));
+    let loser: (typeof runs)[number] | undefined;
+    await until(() => {
+      loser = runs.find((r) => r.cli.result !== undefined);
+      return loser !== undefined;
+    }, 'one run ends');
+    const winner = runs.find((r) => r !== loser)!;
+    expect(loser!.cli.result?.code).toBe(75);
+    expect(loser!.cli.result?.stderr).toContain(`pid ${winner.cli.pid}`);
+    pidsToKill.push((await waitForChildEvent(log(winner.label), 'start')).pid);
+    expect(childEvents(log(loser!.label))).toEqual([]);
+    winner.cli.kill('SIGTERM');
+    expect((await winner.cli.wait()).code).toBe(143);
+  });
+
   it('--wait starts the second command only after the first one exited', async () => {
     const first = start([], [process.execPath, CHILD, log('first'), '--sleep', '1500']);
     await waitForChildEvent(log('first'), 'start');
