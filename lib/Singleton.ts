@@ -329,6 +329,13 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       );
       return false;
     }
+    if (processHooks.shuttingDown) {
+      // A signal arrived while the acquire was in flight: the shutdown already chose
+      // what to release, so give this lease back now instead of holding it into exit.
+      await this.persister.release({ name: this.name, token }).catch(() => undefined);
+      this.setState('idle', { message: `gave "${this.name}" back at once: the process is shutting down` });
+      throw new SingletonError('SINGLETON_SHUTTING_DOWN', `Not locking "${this.name}": the process is shutting down.`);
+    }
     const { lease } = result;
     const kept: KeptLease = {
       name: this.name,

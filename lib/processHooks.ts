@@ -156,8 +156,17 @@ class ProcessHooks {
 
   private onFatal(kind: FatalKind, error: unknown): void {
     const listeners = process.listeners(kind as 'uncaughtException');
-    const appListens = listeners.some((l) => l !== this.fatalListeners?.uncaught && l !== this.fatalListeners?.rejection);
+    const ours = (l: unknown) => l === this.fatalListeners?.uncaught || l === this.fatalListeners?.rejection;
+    const appListens = listeners.some((l) => !ours(l));
     if (appListens) return; // the application handles its own errors; the process would not have crashed
+    if (kind === 'unhandledRejection' && process.listeners('uncaughtException').some((l) => !ours(l))) {
+      // Without us Node would raise this rejection as an uncaught exception, which the
+      // application handles: do the same, and leave it to the application.
+      process.nextTick(() => {
+        throw error;
+      });
+      return;
+    }
     if (this.shutdown) {
       printFatal(kind, error);
       process.exit(1);

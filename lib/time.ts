@@ -17,9 +17,10 @@ export function withJitter(base: number, spread = 0.1): number {
 
 /**
  * How much earlier than the store's expiry a holder must consider its lease gone:
- * clock-rate drift (1 % of the ttl, as Redlock assumes), the last observed round
- * trip, and 2 ms of timer slack, capped at a third of the ttl.
+ * clock-rate drift (2 % of the ttl, twice what Redlock assumes), the last observed
+ * round trip, and 10 ms for a late timer on a busy event loop, capped at a third
+ * of the ttl. Fencing tokens cover what no margin can (a process paused longer).
  */
 export function safetyMarginMs(ttlMs: number, lastRoundTripMs: number): number {
-  return Math.min(Math.ceil(ttlMs * 0.01) + 2 + Math.ceil(lastRoundTripMs), Math.floor(ttlMs / 3));
+  return Math.min(Math.ceil(ttlMs * 0.02) + 10 + Math.ceil(lastRoundTripMs), Math.floor(ttlMs / 3));
 }
