@@ -19,6 +19,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import * as nodeModule from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -28,6 +29,8 @@ import { persisterFromUrl } from '../lib';
 const REPO_ROOT = resolve(__dirname, '..');
 const INSTANCE_SCRIPT = join(__dirname, 'demo', 'instance.ts');
 const IDS = ['A', 'B', 'C'] as const;
+/** `node --import tsx` needs module.register (Node ≥ 20.6); older Node 20 loads tsx with --loader. */
+const TSX_FLAG = typeof (nodeModule as { register?: unknown }).register === 'function' ? '--import' : '--loader';
 
 /** How long each phase may take before the demo gives up, beyond the lease length. */
 const STARTUP_TIMEOUT_MS = 30_000;
@@ -158,7 +161,7 @@ function describe(e: InstanceEvent): string | undefined {
 function start(id: string): Instance {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', INSTANCE_SCRIPT, '--id', id, '--name', lockName, '--store', storeUrl, '--ttl', String(ttlMs)],
+    [TSX_FLAG, 'tsx', INSTANCE_SCRIPT, '--id', id, '--name', lockName, '--store', storeUrl, '--ttl', String(ttlMs)],
     // stdin stays a pipe: when the demo dies, the instance sees it close and stops.
     { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: process.env },
   );
