@@ -257,17 +257,17 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private setState<S extends State>(
     next: S,
     payload: S extends keyof SingletonEvents ? EventPayload<S> : { message: string },
-    emit = true,
+    how: { emit?: boolean; level?: 'debug' | 'info' | 'warn' } = {},
   ): void {
     const from = this.currentState;
     if (!canTransition(from, next)) {
       throw new Error(`singleton-process internal error: transition ${from} → ${next} is not allowed`);
     }
     this.currentState = next;
+    const emit = how.emit ?? true;
     const event = { name: this.name, ...payload } as EventBase;
-    const logFields = { from, to: next, ...loggable(event) };
-    if (WARN_STATES.has(next) && emit) this.log.warn(logFields, event.message);
-    else this.log.debug(logFields, event.message);
+    const level = how.level ?? (WARN_STATES.has(next) && emit ? 'warn' : 'debug');
+    this.log[level]({ from, to: next, ...loggable(event) }, event.message);
     if (emit && next !== 'idle') (this.emit as (e: string, p: unknown) => boolean)(next, event);
   }
 
@@ -322,10 +322,13 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (!result.acquired) {
       const changed = !this.lastHolder || !sameHolder(this.lastHolder, result.holder);
       this.lastHolder = result.holder;
+      // A one-shot lock() that finds the lock taken is worth a warning; a standby seeing a
+      // new leader is normal operation (info), and the same leader again is not news (debug).
+      const level = alwaysEmitConflict ? 'warn' : changed ? 'info' : 'debug';
       this.setState(
         'conflict',
         { holder: result.holder, message: `"${this.name}" is held by ${describeHolder(result.holder)}` },
-        alwaysEmitConflict || changed,
+        { emit: alwaysEmitConflict || changed, level },
       );
       return false;
     }
@@ -404,7 +407,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const by = holder ? `; now held by ${describeHolder(holder)}` : '';
     // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line): with nobody
     // listening, the transition is logged at debug instead of warn (setState's `emit` flag does both).
-    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, !exit || this.listenerCount('lost') > 0);
+    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0 });
     if (exit) {
       this.log.error(
         { reason, exitCode: 70 },
