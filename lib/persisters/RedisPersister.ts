@@ -53,6 +53,7 @@ interface ScriptClient {
   duplicate(...overrides: unknown[]): SubscriberClient;
   quit(): Promise<unknown>;
   disconnect(): void;
+  on(event: 'error' | 'ready', listener: (error: Error) => void): unknown;
 }
 
 /** The slice of ioredis the release subscriber uses. */
@@ -116,6 +117,7 @@ export class RedisPersister implements Persister {
 
   private readonly client: ScriptClient;
   private readonly ownsClient: boolean;
+  private lastConnectionError: Error | undefined;
   private readonly releases: ReleaseSubscriber;
 
   /**
@@ -133,6 +135,16 @@ export class RedisPersister implements Persister {
     this.keyPrefix = keyPrefix;
     this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
     this.ownsClient = checkBoolean('options.ownsClient', ownsClient);
+    if (this.ownsClient) {
+      // Our own connection: its failures reach callers as PersisterErrors (naming the last
+      // connection error), so ioredis must not also print "Unhandled error event" to stderr.
+      this.client.on('error', (error: Error) => {
+        this.lastConnectionError = error;
+      });
+      this.client.on('ready', () => {
+        this.lastConnectionError = undefined;
+      });
+    }
     this.releases = new ReleaseSubscriber(() => this.duplicate(), this.timed.bind(this));
   }
 
@@ -315,7 +327,9 @@ export class RedisPersister implements Persister {
         },
         (error: unknown) => {
           clearTimeout(timer);
-          reject(toPersisterError(what, error));
+          const connection = this.lastConnectionError;
+          const reason = connection ? new Error(`cannot connect to Redis (${connection.message})`, { cause: error }) : error;
+          reject(toPersisterError(what, reason));
         },
       );
     });

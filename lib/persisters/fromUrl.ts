@@ -59,6 +59,8 @@ export const REDIS_URL_CLIENT_DEFAULTS: Readonly<RedisOptions> = Object.freeze({
   maxRetriesPerRequest: 1,
   // Commands issued while connecting are queued, not refused.
   enableOfflineQueue: true,
+  // close() of a connection that never came up must not keep the process alive for 2 s.
+  disconnectTimeout: 100,
 });
 
 /** MongoDB's server selection limit when neither the URL nor the options set one. */

@@ -125,10 +125,9 @@ describe('an unreachable store exits 69 with one clear line', () => {
     expect(ownLines(result.stderr)).toHaveLength(1);
   });
 
-  // KNOWN ISSUE, expected to fail until persisterFromUrl attaches an 'error' listener to the
-  // ioredis client it creates: ioredis then prints "[ioredis] Unhandled error event" plus a
-  // stack on stderr. When this starts passing, jest reports it: turn `it.failing` into `it`.
-  it.failing('nothing but that one line on stderr (no driver noise)', async () => {
+  // The persister owns the client persisterFromUrl made, and listens for its 'error' events:
+  // ioredis must not add "[ioredis] Unhandled error event" and a stack to the one line.
+  it('nothing but that one line on stderr (no driver noise)', async () => {
     const url = `redis://127.0.0.1:${await freePort()}`;
     const result = await runCli(['--name', 'cli-down', '--store', url, '--', 'true'], quiet);
     expect(result.code).toBe(69);
