@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis, { type RedisOptions } from 'ioredis';
@@ -11,6 +11,7 @@ import { RedisOutcomeStore } from '../lib/coalescer/RedisOutcomeStore';
 import { LockLostError, PersisterError, SingletonError } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 import { FilePersister } from '../lib/persisters/FilePersister';
+import { lockPaths } from '../lib/persisters/file/names';
 import { MemoryPersister } from '../lib/persisters/MemoryPersister';
 import type { AcquireResult, Persister } from '../lib/persisters/Persister';
 import { RedisPersister } from '../lib/persisters/RedisPersister';
@@ -270,6 +271,7 @@ describe.each([
     };
     const settle = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => e);
     const fromA = Promise.all([settle(a.coalescer.run(key, failing)), settle(a.coalescer.run(key, failing))]);
+    await waitUntil(async () => (await b.persister.inspect(key)) !== null, 5_000, 'a holds the lease');
     const fromB = settle(b.coalescer.run(key, async () => 'b ran'));
     await waitUntil(() => acquiresB.some((r) => !r.acquired), 5_000, 'b finds the run in progress');
     gate.resolve();
@@ -355,6 +357,7 @@ describe.each([
         return { total: 10n };
       }),
     );
+    await waitUntil(async () => (await b.persister.inspect(key)) !== null, 5_000, 'a holds the lease');
     const fromB = settle(b.coalescer.run(key, async () => 'b ran'));
     await waitUntil(() => acquiresB.some((r) => !r.acquired), 5_000, 'b finds the run in progress');
     gate.resolve();
@@ -533,6 +536,29 @@ describe('Coalescer on Redis: the outcome channel', () => {
   });
 });
 
+describe('Coalescer on the file store: the outcome file', () => {
+  it('writes <slug>.<hash>.outcome beside the lock file and removes it once expired', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'sp-coalescer-sweep-'));
+    const persister = new FilePersister({ dir: root });
+    const coalescer = new Coalescer(persister, { resultTtlMs: 200, retryIntervalMs: 50 });
+    try {
+      const key = uniqueKey('sweep');
+      const { state } = lockPaths(root, key);
+      const outcomeFile = state.replace(/\.lock$/, '.outcome');
+      expect(await coalescer.run(key, async () => 'v')).toBe('v');
+      expect(existsSync(outcomeFile)).toBe(true);
+      expect(JSON.parse(readFileSync(outcomeFile, 'utf8'))).toMatchObject({ v: 1, key });
+      await waitUntil(() => !existsSync(outcomeFile), 5_000, 'the expired outcome file is removed');
+      expect(readdirSync(root).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+      expect(await persister.inspect(key)).toBeNull(); // the sweep released the lease it took
+    } finally {
+      await coalescer.close();
+      await persister.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Coalescer construction', () => {
   it('names the supported stores for a persister whose outcomes it cannot keep, and accepts `outcomes` for it', async () => {
     const inner = new MemoryPersister();
@@ -597,7 +623,6 @@ describe('Coalescer across real processes', () => {
   }
   async function runs(config: CoalescerWorkerConfig): Promise<number> {
     if (config.store === 'redis') return Number((await admin.get(`${redisPrefix}test:{${config.key}}:runs`)) ?? 0);
-    const { readFileSync } = await import('node:fs');
     try {
       return readFileSync(join(config.dir as string, 'runs.count'), 'utf8').split('\n').filter(Boolean).length;
     } catch {
@@ -616,6 +641,28 @@ describe('Coalescer across real processes', () => {
       expect(child.all('done')).toHaveLength(1);
     }
   }
+
+  it('the runner stopped with SIGTERM releases its lease on the way out: a waiter takes over at once, not after ttlMs', async () => {
+    const config: CoalescerWorkerConfig = {
+      ...base('redis', uniqueKey('procs-term')),
+      calls: 1,
+      arrivals: 0,
+      mode: 'hang-first',
+      ttlMs: 20_000,
+      resultTtlMs: 10_000,
+    };
+    const children = spawnWorkers(2, config);
+    await Promise.all(children.map((c) => c.waitForEvent('arrived', { timeoutMs: 20_000 })));
+    const first = await Promise.any(children.map((c) => c.waitForEvent('running', { timeoutMs: 20_000 }).then(() => c)));
+    const other = children.find((c) => c !== first) as FixtureChild;
+    const termAt = first.kill('SIGTERM');
+    expect((await first.waitForExit(10_000)).signal).toBe('SIGTERM');
+    const takeover = await other.waitForEvent('running', { timeoutMs: 10_000 });
+    expect(takeover.run).toBe(2);
+    expect(takeover.t - termAt).toBeLessThan(5_000); // the lease would have run for 20 s
+    await finish([other]);
+    expect(other.all('result').map((e) => e.value)).toEqual([{ run: 2, pid: other.pid, at: '1970-01-01T00:00:00.000Z' }]);
+  }, 60_000);
 
   describe.each(['redis', 'file'] as Store[])('on the %s store', (store) => {
     it('5 processes × 4 concurrent calls: fn runs once and all 20 callers get the same value', async () => {
