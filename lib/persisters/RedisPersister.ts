@@ -11,7 +11,15 @@ import type {
   RenewRequest,
   RenewResult,
 } from './Persister';
-import { ACQUIRE_SCRIPT, INSPECT_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, type RedisScript } from './redisScripts';
+import {
+  ACQUIRE_SCRIPT,
+  INSPECT_SCRIPT,
+  RELEASE_SCRIPT,
+  RENEW_MANY_CHUNK,
+  RENEW_MANY_SCRIPT,
+  RENEW_SCRIPT,
+  type RedisScript,
+} from './redisScripts';
 
 /** Options of {@link RedisPersister}. */
 export interface RedisPersisterOptions {
@@ -261,33 +269,69 @@ export class RedisPersister implements Persister {
     throw this.unexpected(what, reply);
   }
 
-  /** Sends the batch as pipelines; slots that met NOSCRIPT are retried once after SCRIPT LOAD. */
+  /**
+   * Sends the batch as ONE pipeline of RENEW_MANY calls of up to `RENEW_MANY_CHUNK`
+   * leases of one length each: one command (one ioredis Command and promise)
+   * per hundred leases rather than per lease, and one integer back per renewed
+   * lease, which is what keeps thousands of held leases cheap for the client.
+   * Chunks that met NOSCRIPT are retried once after SCRIPT LOAD.
+   */
   private async renewBatch(requests: readonly RenewRequest[], results: Array<RenewResult | Error | undefined>): Promise<void> {
-    let pending = requests.map((_, i) => i);
+    const byTtl = new Map<number, number[]>();
+    requests.forEach(({ ttlMs }, i) => {
+      const group = byTtl.get(ttlMs);
+      if (group) group.push(i);
+      else byTtl.set(ttlMs, [i]);
+    });
+    let pending: number[][] = []; // chunks of request indexes, one ttl each
+    for (const group of byTtl.values()) {
+      for (let start = 0; start < group.length; start += RENEW_MANY_CHUNK) pending.push(group.slice(start, start + RENEW_MANY_CHUNK));
+    }
     for (let attempt = 0; pending.length > 0; attempt++) {
-      if (attempt > 0) await this.client.script('LOAD', RENEW_SCRIPT.source);
+      if (attempt > 0) {
+        // The script cache was emptied (restart, SCRIPT FLUSH): reload the single-lease renewal too,
+        // which the lease keeper sends for a lone lease, so it does not meet NOSCRIPT next.
+        await Promise.all([this.client.script('LOAD', RENEW_MANY_SCRIPT.source), this.client.script('LOAD', RENEW_SCRIPT.source)]);
+      }
       const pipeline = this.client.pipeline();
-      for (const i of pending) {
-        const { name, token, ttlMs } = requests[i];
-        pipeline.evalsha(RENEW_SCRIPT.sha1, RENEW_SCRIPT.numberOfKeys, ...this.keys(name), token, ttlMs);
+      for (const chunk of pending) {
+        const keys: Arg[] = [];
+        const args: Arg[] = [requests[chunk[0]].ttlMs];
+        for (const i of chunk) {
+          const lease = this.leaseKey(requests[i].name);
+          keys.push(lease, `${lease}:fence`);
+          args.push(requests[i].token);
+        }
+        pipeline.evalsha(RENEW_MANY_SCRIPT.sha1, keys.length, ...keys, ...args);
       }
       const replies = await pipeline.exec();
       if (!replies || replies.length !== pending.length) throw new Error('the pipeline returned no replies');
-      const missing: number[] = [];
+      const missing: number[][] = [];
       replies.forEach(([error, reply], j) => {
-        const i = pending[j];
-        const what = `Renewing lock "${requests[i].name}"`;
-        if (error && isNoScript(error) && attempt === 0) missing.push(i);
-        else if (error) results[i] = toPersisterError(what, error);
-        else {
-          try {
-            results[i] = this.parseRenew(what, requests[i].name, reply);
-          } catch (parseError) {
-            results[i] = toPersisterError(what, parseError);
-          }
+        const chunk = pending[j];
+        if (error && isNoScript(error) && attempt === 0) {
+          missing.push(chunk);
+          return;
         }
+        chunk.forEach((i, k) => {
+          const { name } = requests[i];
+          if (error) results[i] = toPersisterError(`Renewing lock "${name}"`, error);
+          else results[i] = this.renewResult(name, Array.isArray(reply) ? (reply[k] as unknown) : reply);
+        });
       });
       pending = missing;
+    }
+  }
+
+  /** One lease's slot of a RENEW_MANY reply; the message is only built when something went wrong. */
+  private renewResult(name: string, reply: unknown): RenewResult | Error {
+    if (typeof reply === 'number') return { renewed: true, expiresAt: new Date(reply) };
+    const what = `Renewing lock "${name}"`;
+    if (Array.isArray(reply) && reply[0] === 'ERROR') return toPersisterError(what, new Error(String(reply[1])));
+    try {
+      return this.parseRenew(what, name, reply);
+    } catch (parseError) {
+      return toPersisterError(what, parseError);
     }
   }
 

@@ -42,7 +42,7 @@ function script(name: string, numberOfKeys: number, body: string): RedisScript {
 /**
  * Shared by every script: effects replication (needed before writes that follow
  * TIME on Redis < 5; a no-op later), the server clock, number formatting, and
- * `remember()`, which rewrites the last-holder record of KEYS[2] from a lease.
+ * `remember()`, which rewrites the whole last-holder record at `fenceKey` from a lease.
  */
 const PRELUDE = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
@@ -51,12 +51,12 @@ local clock = redis.call('TIME')
 local nowMs = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local nowUs = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local LEASE_FIELDS = { 't', 'owner', 'host', 'pid', 'fence', 'at' }
-local function remember(owner, host, pid, fence, at, exp, rel)
-  local f = tonumber(redis.call('HGET', KEYS[2], 'f')) or 0
+local function remember(fenceKey, owner, host, pid, fence, at, exp, rel)
+  local f = tonumber(redis.call('HGET', fenceKey, 'f')) or 0
   if f < tonumber(fence) then f = tonumber(fence) end
-  redis.call('HSET', KEYS[2], 'f', fmt(f), 'owner', owner, 'host', host, 'pid', pid,
+  redis.call('HSET', fenceKey, 'f', fmt(f), 'owner', owner, 'host', host, 'pid', pid,
     'fence', fence, 'at', at, 'exp', exp, 'rel', rel)
-  redis.call('PEXPIRE', KEYS[2], ${FENCE_RECORD_TTL_MS})
+  redis.call('PEXPIRE', fenceKey, ${FENCE_RECORD_TTL_MS})
 end
 `;
 
@@ -85,7 +85,7 @@ if lease[1] then
   end
   redis.call('PEXPIRE', KEYS[1], ttl)
   local exp = fmt(nowMs + ttl)
-  remember(lease[2], lease[3], lease[4], lease[5], lease[6], exp, '0')
+  remember(KEYS[2], lease[2], lease[3], lease[4], lease[5], lease[6], exp, '0')
   return { 'ACQUIRED', lease[5], lease[6], exp }
 end
 local last = redis.call('HMGET', KEYS[2], 'f', 'owner', 'host', 'pid', 'fence', 'at', 'exp', 'rel')
@@ -96,13 +96,45 @@ local at = fmt(nowMs)
 local exp = fmt(nowMs + ttl)
 redis.call('HSET', KEYS[1], 't', ARGV[1], 'owner', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5], 'fence', fence, 'at', at)
 redis.call('PEXPIRE', KEYS[1], ttl)
-remember(ARGV[3], ARGV[4], ARGV[5], fence, at, exp, '0')
+-- what remember() would write, without reading f again: the new fence is above every one handed out
+redis.call('HSET', KEYS[2], 'f', fence, 'owner', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5],
+  'fence', fence, 'at', at, 'exp', exp, 'rel', '0')
+redis.call('PEXPIRE', KEYS[2], ${FENCE_RECORD_TTL_MS})
 if last[8] == '0' and last[2] then
   return { 'ACQUIRED', fence, at, exp, last[2], last[3], last[4], last[5], last[6], last[7] }
 end
 return { 'ACQUIRED', fence, at, exp }
 `,
 );
+
+/**
+ * `renew(leaseKey, fenceKey, token, ttl)`: the body of {@link RENEW_SCRIPT}, shared with
+ * {@link RENEW_MANY_SCRIPT}. Returns `{'RENEWED', exp}`, `{'NOT_HELD'}` (free) or
+ * `{'NOT_HELD', owner, host, pid, fence, at, exp}` (someone else holds it).
+ */
+const RENEW_FUNCTION = `
+local function renew(leaseKey, fenceKey, token, ttl)
+  local lease = redis.call('HMGET', leaseKey, 't', 'fence')
+  if lease[1] ~= token then
+    if not lease[1] then return { 'NOT_HELD' } end
+    local holder = redis.call('HMGET', leaseKey, 'owner', 'host', 'pid', 'fence', 'at')
+    local pttl = redis.call('PTTL', leaseKey)
+    if pttl < 0 then pttl = 0 end
+    return { 'NOT_HELD', holder[1], holder[2], holder[3], holder[4], holder[5], fmt(nowMs + pttl) }
+  end
+  redis.call('PEXPIRE', leaseKey, ttl)
+  local exp = fmt(nowMs + ttl)
+  if redis.call('HGET', fenceKey, 'fence') == lease[2] then
+    -- the hot path (a process may renew thousands of leases): touch only what changed
+    redis.call('HSET', fenceKey, 'exp', exp)
+    redis.call('PEXPIRE', fenceKey, ${FENCE_RECORD_TTL_MS})
+  else
+    local holder = redis.call('HMGET', leaseKey, 'owner', 'host', 'pid', 'fence', 'at')
+    remember(fenceKey, holder[1], holder[2], holder[3], holder[4], holder[5], exp, '0')
+  end
+  return { 'RENEWED', exp }
+end
+`;
 
 /**
  * Extend the lease, only with the holder's token.
@@ -116,26 +148,45 @@ export const RENEW_SCRIPT = script(
   'renew',
   2,
   `
-local ttl = tonumber(ARGV[2])
-local lease = redis.call('HMGET', KEYS[1], 't', 'fence')
-if lease[1] ~= ARGV[1] then
-  if not lease[1] then return { 'NOT_HELD' } end
-  local holder = redis.call('HMGET', KEYS[1], 'owner', 'host', 'pid', 'fence', 'at')
-  local pttl = redis.call('PTTL', KEYS[1])
-  if pttl < 0 then pttl = 0 end
-  return { 'NOT_HELD', holder[1], holder[2], holder[3], holder[4], holder[5], fmt(nowMs + pttl) }
+${RENEW_FUNCTION}
+return renew(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+`,
+);
+
+/** Most leases one {@link RENEW_MANY_SCRIPT} call renews, so that no call keeps Redis busy for long. */
+export const RENEW_MANY_CHUNK = 100;
+
+/**
+ * Extend many leases of the same length in one call (standalone Redis only: the
+ * keys span many Cluster slots). Each lease is renewed exactly as by
+ * {@link RENEW_SCRIPT}, on its own: an error on one lease fails that lease only.
+ * The common answer is one integer, so a batch of thousands costs the client
+ * little to read.
+ *
+ * KEYS: lease and fence record of each lease, in pairs: [1] lease 1, [2] fence 1, [3] lease 2, …
+ * ARGV: [1] ttlMs (of every lease), then the token of each lease, in the same order.
+ * Returns one reply per lease, in order: its new expiry (ms since the epoch, an
+ * integer) when renewed; else what {@link RENEW_SCRIPT} returns (`{'NOT_HELD', …}`);
+ * or `{'ERROR', message}` when renewing that lease raised an error.
+ */
+export const RENEW_MANY_SCRIPT = script(
+  'renewMany',
+  0, // variable: twice the number of leases
+  `
+${RENEW_FUNCTION}
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS / 2 do
+  local ok, reply = pcall(renew, KEYS[2 * i - 1], KEYS[2 * i], ARGV[i + 1], ttl)
+  if not ok then
+    out[i] = { 'ERROR', type(reply) == 'table' and reply.err or tostring(reply) }
+  elseif reply[1] == 'RENEWED' then
+    out[i] = nowMs + ttl
+  else
+    out[i] = reply
+  end
 end
-redis.call('PEXPIRE', KEYS[1], ttl)
-local exp = fmt(nowMs + ttl)
-if redis.call('HGET', KEYS[2], 'fence') == lease[2] then
-  -- the hot path (a process may renew thousands of leases): touch only what changed
-  redis.call('HSET', KEYS[2], 'exp', exp)
-  redis.call('PEXPIRE', KEYS[2], ${FENCE_RECORD_TTL_MS})
-else
-  local holder = redis.call('HMGET', KEYS[1], 'owner', 'host', 'pid', 'fence', 'at')
-  remember(holder[1], holder[2], holder[3], holder[4], holder[5], exp, '0')
-end
-return { 'RENEWED', exp }
+return out
 `,
 );
 
@@ -150,11 +201,18 @@ export const RELEASE_SCRIPT = script(
   'release',
   2,
   `
-local lease = redis.call('HMGET', KEYS[1], unpack(LEASE_FIELDS))
+local lease = redis.call('HMGET', KEYS[1], 't', 'fence')
 if lease[1] ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], 'fence') == lease[2] then
+  -- the hot path: the record already describes this lease (acquire wrote it); mark it released
+  redis.call('HSET', KEYS[2], 'exp', fmt(nowMs), 'rel', '1')
+  redis.call('PEXPIRE', KEYS[2], ${FENCE_RECORD_TTL_MS})
+else
+  local holder = redis.call('HMGET', KEYS[1], 'owner', 'host', 'pid', 'fence', 'at')
+  remember(KEYS[2], holder[1], holder[2], holder[3], holder[4], holder[5], fmt(nowMs), '1')
+end
 redis.call('DEL', KEYS[1])
-remember(lease[2], lease[3], lease[4], lease[5], lease[6], fmt(nowMs), '1')
-redis.call('PUBLISH', ARGV[2], lease[5])
+redis.call('PUBLISH', ARGV[2], lease[2])
 return 1
 `,
 );
