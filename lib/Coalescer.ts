@@ -79,7 +79,9 @@ export interface CoalesceOptions {
 
 /** The defaults of {@link CoalescerOptions}, frozen. */
 export const COALESCER_DEFAULTS = Object.freeze({
+  /** Lease length of a run. */
   ttlMs: 30_000,
+  /** How long an outcome stays readable. */
   resultTtlMs: 5_000,
   /** `retryIntervalMs` defaults to the smaller of this and `resultTtlMs / 4`. */
   maxRetryIntervalMs: 1_000,
@@ -410,7 +412,14 @@ export class Coalescer {
     const { key } = flight;
     const controller = new AbortController();
     const onLost = (e: SingletonEvents['lost'][0]) => controller.abort(new LockLostError(key, e.reason, e.holder));
+    // Only the process hooks release a run's lease while `fn` runs (a signal or fatal error):
+    // the run then no longer excludes anyone, so `fn` is told to stop and its outcome is not shared.
+    const onReleasing = () =>
+      controller.abort(
+        new SingletonError('SINGLETON_SHUTTING_DOWN', `The run of "${key}" was stopped: its lease was released because the process is shutting down.`),
+      );
     singleton.on('lost', onLost);
+    singleton.on('releasing', onReleasing);
     flight.running = controller;
     try {
       flight.stop.signal.throwIfAborted(); // every caller left (or close()) while the lease was being taken
@@ -447,6 +456,7 @@ export class Coalescer {
     } finally {
       flight.running = undefined;
       singleton.off('lost', onLost);
+      singleton.off('releasing', onReleasing);
       await singleton.release().catch((err: unknown) => log.warn({ err }, `releasing "${key}" failed; its lease will expire`));
     }
   }

@@ -664,6 +664,29 @@ describe('Coalescer across real processes', () => {
     expect(other.all('result').map((e) => e.value)).toEqual([{ run: 2, pid: other.pid, at: '1970-01-01T00:00:00.000Z' }]);
   }, 60_000);
 
+  it("stops fn and shares nothing when the run's lease is released for a signal the application handles itself", async () => {
+    const config: CoalescerWorkerConfig = {
+      ...base('redis', uniqueKey('procs-term-app')),
+      calls: 1,
+      arrivals: 0,
+      mode: 'hang-first',
+      ttlMs: 20_000,
+      resultTtlMs: 10_000,
+      appHandlesSigterm: true,
+    };
+    const children = spawnWorkers(2, config);
+    await Promise.all(children.map((c) => c.waitForEvent('arrived', { timeoutMs: 20_000 })));
+    const first = await Promise.any(children.map((c) => c.waitForEvent('running', { timeoutMs: 20_000 }).then(() => c)));
+    const other = children.find((c) => c !== first) as FixtureChild;
+    first.kill('SIGTERM');
+    // The process lives on (the application decides), but its run no longer holds the lease: fn is stopped.
+    const stopped = await first.waitForEvent('error', { timeoutMs: 10_000 });
+    expect(stopped.error).toMatchObject({ code: 'SINGLETON_SHUTTING_DOWN' });
+    await finish(children);
+    expect(await runs(config)).toBe(2);
+    expect(other.all('result').map((e) => e.value)).toEqual([{ run: 2, pid: other.pid, at: '1970-01-01T00:00:00.000Z' }]);
+  }, 60_000);
+
   describe.each(['redis', 'file'] as Store[])('on the %s store', (store) => {
     it('5 processes × 4 concurrent calls: fn runs once and all 20 callers get the same value', async () => {
       const config: CoalescerWorkerConfig = {

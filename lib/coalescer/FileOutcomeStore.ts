@@ -25,14 +25,17 @@ interface OutcomeFile {
  * and removed by {@link sweep} (under the key's lease) or replaced by the next run.
  */
 export class FileOutcomeStore implements OutcomeStore {
+  /** Shown in messages and logs. */
   readonly kind = 'file';
   /** The directory, the same as the persister's. */
   readonly dir: string;
 
+  /** @param dir the `FilePersister`'s directory (`persister.dir`). */
   constructor(dir: string) {
     this.dir = resolve(dir);
   }
 
+  /** Replaces the outcome file of `key` atomically; it reads as absent after `ttlMs`. */
   async put(key: string, outcome: string, ttlMs: number): Promise<void> {
     const path = this.path(key);
     const record: OutcomeFile = { v: 1, key, expiresAt: Date.now() + ttlMs, outcome };
@@ -47,11 +50,13 @@ export class FileOutcomeStore implements OutcomeStore {
     }
   }
 
+  /** The unexpired outcome of `key`, or `null`. */
   async get(key: string): Promise<string | null> {
     const record = await this.read(key);
     return record && record.expiresAt > Date.now() ? record.outcome : null;
   }
 
+  /** Deletes the outcome file of `key` if it expired. Call it only while holding the key's lease. */
   async sweep(key: string): Promise<void> {
     const record = await this.read(key);
     if (!record || record.expiresAt > Date.now()) return;

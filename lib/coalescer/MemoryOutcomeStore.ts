@@ -13,10 +13,12 @@ interface Entry {
  * read and on every `put`, so no timer is ever left behind.
  */
 export class MemoryOutcomeStore implements OutcomeStore {
+  /** Shown in messages and logs. */
   readonly kind = 'memory';
   private readonly entries = new Map<string, Entry>();
   private readonly events = new EventEmitter().setMaxListeners(0);
 
+  /** Keeps the outcome for `ttlMs` and hands it to the subscribers of `key` at once. */
   async put(key: string, outcome: string, ttlMs: number): Promise<void> {
     const now = Date.now();
     for (const [k, e] of this.entries) if (e.expiresAtMs <= now) this.entries.delete(k);
@@ -24,6 +26,7 @@ export class MemoryOutcomeStore implements OutcomeStore {
     this.events.emit(key, outcome);
   }
 
+  /** The unexpired outcome of `key`, or `null`. */
   async get(key: string): Promise<string | null> {
     const entry = this.entries.get(key);
     if (!entry) return null;
@@ -32,6 +35,7 @@ export class MemoryOutcomeStore implements OutcomeStore {
     return null;
   }
 
+  /** Calls `onOutcome` with every outcome put for `key` until the returned function is called. */
   async subscribe(key: string, onOutcome: (outcome: string) => void): Promise<() => Promise<void>> {
     const listener = (outcome: string) => onOutcome(outcome);
     this.events.on(key, listener);

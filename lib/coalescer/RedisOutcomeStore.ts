@@ -64,6 +64,7 @@ export interface RedisOutcomeStoreOptions {
  * ```
  */
 export class RedisOutcomeStore implements OutcomeStore {
+  /** Shown in messages and logs. */
   readonly kind = 'redis';
   /** Prefix of every key and channel. */
   readonly keyPrefix: string;
@@ -91,6 +92,7 @@ export class RedisOutcomeStore implements OutcomeStore {
     this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
   }
 
+  /** `SET <prefix>{<key>}:outcome … PX ttlMs` and `PUBLISH` on the channel of that name, in one script. */
   async put(key: string, outcome: string, ttlMs: number): Promise<void> {
     const name = this.outcomeKey(key);
     await this.timed(`Storing the outcome of "${key}"`, async () => {
@@ -103,10 +105,12 @@ export class RedisOutcomeStore implements OutcomeStore {
     });
   }
 
+  /** The stored outcome of `key` (Redis expires it), or `null`. */
   async get(key: string): Promise<string | null> {
     return this.timed(`Reading the outcome of "${key}"`, () => this.client.get(this.outcomeKey(key)));
   }
 
+  /** Listens on the channel of `key` (shared connection, one subscription per channel); resolves once subscribed. */
   async subscribe(key: string, onOutcome: (outcome: string) => void): Promise<() => Promise<void>> {
     if (this.closed) throw new PersisterError(`Subscribing to the outcome of "${key}" failed: the Coalescer is closed.`);
     const channel = this.outcomeKey(key);

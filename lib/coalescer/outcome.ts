@@ -20,8 +20,11 @@ export interface RunInfo {
 
 /** An error as it travels: only these fields, never a stack. */
 export interface SerializedError {
+  /** The original `name` (`'Error'` when it had none). */
   name: string;
+  /** The original `message`. */
   message: string;
+  /** The original `code`, when it was a string or a finite number. */
   code?: string | number;
 }
 
@@ -160,7 +163,7 @@ type JsonItem<T> = T extends undefined | symbol | AnyFunction ? null : Jsonified
  * `SINGLETON_NOT_SERIALIZABLE` error). A top-level `undefined` stays `undefined`.
  */
 export type Jsonified<T> = 0 extends 1 & T
-  ? any // eslint-disable-line @typescript-eslint/no-explicit-any
+  ? any
   : unknown extends T
     ? unknown
     : T extends { toJSON(...args: never[]): infer R }
