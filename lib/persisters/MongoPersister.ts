@@ -29,7 +29,7 @@ export interface MongoPersisterOptions {
   /**
    * Name of the collection holding one document per lock, when the persister is
    * built from a `Db`. Not allowed together with a `Collection`.
-   * @default 'singletons'
+   * @default 'singleton_leases'
    */
   collection?: string;
   /**
@@ -49,7 +49,7 @@ export interface MongoPersisterOptions {
 }
 
 /** The collection name used when none is given. */
-export const DEFAULT_MONGO_COLLECTION = 'singletons';
+export const DEFAULT_MONGO_COLLECTION = 'singleton_leases';
 
 /** A conflict (duplicate key) whose holder vanished before we could read it is retried this many times. */
 const MAX_ACQUIRE_ATTEMPTS = 5;
@@ -62,7 +62,7 @@ const PRIMARY = 'primary' as const;
  * server 4.2 or newer).
  *
  * One document per lock name (`_id: name`) in the collection you give (or
- * `singletons` in the `Db` you give). Each of acquire, renew and release is a
+ * `singleton_leases` in the `Db` you give). Each of acquire, renew and release is a
  * single atomic update whose filter and update pipeline decide with the
  * server's clock (`$$NOW`), never this process's:
  *
@@ -112,7 +112,7 @@ export class MongoPersister implements Persister {
 
   /** Leases in `collection`. */
   constructor(collection: Collection<any>, options?: Omit<MongoPersisterOptions, 'collection'>); // eslint-disable-line @typescript-eslint/no-explicit-any
-  /** Leases in the collection `options.collection` (default `singletons`) of `db`. */
+  /** Leases in the collection `options.collection` (default `singleton_leases`) of `db`. */
   constructor(db: Db, options?: MongoPersisterOptions);
   constructor(target: Collection<any> | Db, options: MongoPersisterOptions = {}) { // eslint-disable-line @typescript-eslint/no-explicit-any
     if (options === null || typeof options !== 'object') {

@@ -28,7 +28,7 @@ export interface PersisterFromUrlOptions {
   operationTimeoutMs?: number;
   /**
    * MongoDB: the collection holding the locks. URL: `?collection=`.
-   * @default 'singletons'
+   * @default 'singleton_leases'
    */
   collection?: string;
   /**
@@ -78,7 +78,7 @@ const MONGO_SERVER_SELECTION_TIMEOUT_MS = 5_000;
  *   query parameters go to ioredis as it documents.
  * - `mongodb://…/[database][?collection=…&…]`, `mongodb+srv://…`: a
  *   {@link MongoPersister} on a new `MongoClient`, in `database` (default
- *   `singleton`) and `collection` (default `singletons`); every other parameter
+ *   `singleton`) and `collection` (default `singleton_leases`); every other parameter
  *   goes to the driver, and the URL's database stays its default auth source.
  * - `file:` (the default directory), `file:///var/lock/app`, `file:relative/dir`:
  *   a {@link FilePersister} in that directory (one host only).
