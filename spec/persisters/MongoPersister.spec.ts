@@ -550,9 +550,9 @@ describe('MongoPersister: construction', () => {
   const client = new MongoClient('mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=100'); // never connected
   const db = client.db('app');
 
-  it('takes a Collection, or a Db with a collection name (default "singletons")', () => {
+  it('takes a Collection, or a Db with a collection name (default "singleton_leases")', () => {
     expect(new MongoPersister(db.collection('locks')).collection.collectionName).toBe('locks');
-    expect(new MongoPersister(db).collection.collectionName).toBe('singletons');
+    expect(new MongoPersister(db).collection.collectionName).toBe('singleton_leases');
     expect(new MongoPersister(db, { collection: 'leases' }).collection.collectionName).toBe('leases');
     expect(new MongoPersister(db).collection.dbName).toBe('app');
     expect(new MongoPersister(db).capabilities).toEqual({ serverClock: true, notify: false, fencing: true, persistent: true });

@@ -105,7 +105,7 @@ describe('persisterFromUrl: mongodb', () => {
     const plain = (await make('mongodb://127.0.0.1:1')) as MongoPersister;
     expect(plain).toBeInstanceOf(MongoPersister);
     expect(plain.collection.dbName).toBe('singleton');
-    expect(plain.collection.collectionName).toBe('singletons');
+    expect(plain.collection.collectionName).toBe('singleton_leases');
 
     const named = (await make('mongodb://u:p@h1:27017,h2:27018/app?collection=locks&replicaSet=rs0&authSource=admin')) as MongoPersister;
     expect(named.collection.dbName).toBe('app');
