@@ -353,6 +353,7 @@ export class Coalescer {
       log.debug({}, `"${key}" has a stored outcome; returning it`);
       return stored;
     }
+    flight.stop.signal.throwIfAborted(); // every caller left during the read
     const singleton = new Singleton(key, this.persister, this.singletonOptions);
     // Lock attempts throw their store errors to us; renewal errors only need a log line.
     singleton.on('error', (err) => log.warn({ err }, err.message));
