@@ -48,3 +48,13 @@ export { fromCallbackPersister } from './persisters/fromCallbackPersister';
 export type { CallbackPersister, CallbackPersisterOptions } from './persisters/fromCallbackPersister';
 export { persisterFromUrl, PERSISTER_URL_SCHEMES } from './persisters/fromUrl';
 export type { OwnedPersister, PersisterFromUrlOptions } from './persisters/fromUrl';
+
+export { Coalescer, COALESCER_DEFAULTS } from './Coalescer';
+export type { CoalesceOptions, CoalescerOptions } from './Coalescer';
+export { CoalescedError } from './coalescer/outcome';
+export type { Jsonified } from './coalescer/outcome';
+export type { OutcomeStore } from './coalescer/OutcomeStore';
+export { RedisOutcomeStore } from './coalescer/RedisOutcomeStore';
+export type { RedisOutcomeStoreOptions } from './coalescer/RedisOutcomeStore';
+export { FileOutcomeStore } from './coalescer/FileOutcomeStore';
+export { MemoryOutcomeStore } from './coalescer/MemoryOutcomeStore';

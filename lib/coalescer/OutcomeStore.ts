@@ -71,19 +71,7 @@ export function outcomeStoreFor(persister: Persister): { store: OutcomeStore; ow
   );
 }
 
-/**
- * The ioredis client a `RedisPersister` runs on. It offers no public accessor yet, so this
- * reads a `redisClient` getter when there is one and the private `client` field otherwise.
- */
+/** The ioredis client a `RedisPersister` runs on. */
 function redisClientOf(persister: RedisPersister): OutcomeRedisClient {
-  const candidate =
-    (persister as unknown as { redisClient?: unknown }).redisClient ?? (persister as unknown as { client?: unknown }).client;
-  const c = candidate as Record<string, unknown> | undefined;
-  if (!c || typeof c !== 'object' || !['get', 'evalsha', 'eval', 'duplicate'].every((m) => typeof c[m] === 'function')) {
-    throw new TypeError(
-      'Could not reach the ioredis client of this RedisPersister; pass the outcome store yourself: ' +
-        'new Coalescer(persister, { outcomes: new RedisOutcomeStore(client, { keyPrefix }) }).',
-    );
-  }
-  return candidate as OutcomeRedisClient;
+  return persister.redisClient as unknown as OutcomeRedisClient;
 }

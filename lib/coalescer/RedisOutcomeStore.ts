@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { PersisterError, toPersisterError } from '../errors';
+import { PersisterError } from '../errors';
+import { withRedisTimeout } from '../persisters/redisTimeout';
 import { checkInteger, expected } from '../validate';
 import type { OutcomeStore } from './OutcomeStore';
 
@@ -175,32 +176,7 @@ export class RedisOutcomeStore implements OutcomeStore {
   }
 
   private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolvePromise, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new PersisterError(
-            `${what} timed out after ${this.operationTimeoutMs} ms. Check that Redis is reachable and not overloaded; the operation can be retried.`,
-          ),
-        );
-      }, this.operationTimeoutMs);
-      timer.unref();
-      let pending: Promise<T>;
-      try {
-        pending = op();
-      } catch (error) {
-        pending = Promise.reject(error);
-      }
-      pending.then(
-        (value) => {
-          clearTimeout(timer);
-          resolvePromise(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(toPersisterError(what, error));
-        },
-      );
-    });
+    return withRedisTimeout(what, this.operationTimeoutMs, op);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError, toPersisterError } from '../errors';
 import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
+import { withRedisTimeout } from './redisTimeout';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -125,6 +126,12 @@ export class RedisPersister implements Persister {
 
   private readonly client: ScriptClient;
   private readonly ownsClient: boolean;
+
+  /** The ioredis client this persister runs on (the `Coalescer` keeps outcomes beside the leases). */
+  get redisClient(): Redis | Cluster {
+    return this.client as unknown as Redis | Cluster;
+  }
+
   private lastConnectionError: Error | undefined;
   private readonly releases: ReleaseSubscriber;
 
@@ -349,33 +356,9 @@ export class RedisPersister implements Persister {
 
   /** Races `op` against `operationTimeoutMs`; any failure becomes a `PersisterError` that says `what` failed. */
   private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new PersisterError(
-            `${what} timed out after ${this.operationTimeoutMs} ms. Check that Redis is reachable and not overloaded; the operation can be retried.`,
-          ),
-        );
-      }, this.operationTimeoutMs);
-      timer.unref();
-      let pending: Promise<T>;
-      try {
-        pending = op();
-      } catch (error) {
-        pending = Promise.reject(error);
-      }
-      pending.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          const connection = this.lastConnectionError;
-          const reason = connection ? new Error(`cannot connect to Redis (${connection.message})`, { cause: error }) : error;
-          reject(toPersisterError(what, reason));
-        },
-      );
+    return withRedisTimeout(what, this.operationTimeoutMs, op, (error) => {
+      const connection = this.lastConnectionError;
+      return connection ? new Error(`cannot connect to Redis (${connection.message})`, { cause: error }) : error;
     });
   }
 
