@@ -61,16 +61,16 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   private readonly persister: Persister;
   private readonly options: NormalizedOptions;
-  private readonly log: Logger;
+  private childLog: Logger | undefined;
   private readonly ownerInfo: OwnerInfo;
   private readonly keeper: LeaseKeeper;
-  private readonly hookEntry: HookEntry;
+  private hooks: HookEntry | undefined;
   private currentState: State = 'idle';
   private held: HeldLease | undefined;
   private lastHolder: LockInfo | undefined;
   private attemptInFlight: Promise<boolean> | undefined;
   private releaseInFlight: Promise<void> | undefined;
-  private readonly waits = new Set<AbortController>();
+  private waits: Set<AbortController> | undefined;
 
   /**
    * @param name 1..200 printable characters.
@@ -89,16 +89,30 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     this.options = normalizeOptions(options);
     this.owner = this.options.owner;
     this.ownerInfo = { owner: this.owner, hostname: this.options.hostname, pid: this.options.pid };
-    this.log = childLogger(this.options.logger, { lock: this.name, owner: this.owner });
     this.keeper = keeperFor(persister);
-    this.hookEntry = {
+  }
+
+  /** One pino child per instance with `{ lock, owner }` bound, made on first use. */
+  private get log(): Logger {
+    return (this.childLog ??= childLogger(this.options.logger, { lock: this.name, owner: this.owner }));
+  }
+
+  /** Whether the logger would write at `level` (pino's `isLevelEnabled`; assumed for other loggers). */
+  private logs(level: 'debug' | 'info' | 'warn' | 'error'): boolean {
+    return this.options.logger.isLevelEnabled?.(level) ?? true;
+  }
+
+  /** What the process-wide registry needs from this instance, made on the first lock. */
+  private get hookEntry(): HookEntry {
+    // A plain literal (no accessors), so V8 keeps it in fast mode: it lives as long as the lease.
+    return (this.hooks ??= {
       name: this.name,
       signals: this.options.signals,
       handleErrors: this.options.handleErrors,
       shutdownTimeoutMs: this.options.shutdownTimeoutMs,
-      logger: this.log,
+      logger: () => this.log,
       release: () => this.release(),
-    };
+    });
   }
 
   /** Where this instance is in its lifecycle (see `states.ts`). */
@@ -155,7 +169,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
             () => controller.abort(timeoutError(`Timed out after ${timeoutMs} ms waiting for lock "${this.name}"`)),
             timeoutMs,
           );
-    this.waits.add(controller);
+    (this.waits ??= new Set()).add(controller);
     const waker = new Waker();
     let unwatch: (() => Promise<void>) | undefined;
     try {
@@ -180,7 +194,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       waker.dispose();
       if (timer) clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      this.waits.delete(controller);
+      this.waits?.delete(controller);
       if (unwatch) unwatch().catch((err: unknown) => this.log.debug({ err }, 'unwatch failed'));
     }
   }
@@ -191,7 +205,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * A no-op when nothing is held.
    */
   async release(): Promise<void> {
-    for (const wait of this.waits) wait.abort(abortError());
+    if (this.waits) for (const wait of this.waits) wait.abort(abortError());
     if (this.attemptInFlight) await this.attemptInFlight.catch(() => false);
     if (this.releaseInFlight) return this.releaseInFlight;
     const held = this.held;
@@ -267,13 +281,13 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const emit = how.emit ?? true;
     const event = { name: this.name, ...payload } as EventBase;
     const level = how.level ?? (WARN_STATES.has(next) && emit ? 'warn' : 'debug');
-    this.log[level]({ from, to: next, ...loggable(event) }, event.message);
+    if (this.logs(level)) this.log[level]({ from, to: next, ...loggable(event) }, event.message);
     if (emit && next !== 'idle') (this.emit as (e: string, p: unknown) => boolean)(next, event);
   }
 
   private emitEvent<E extends 'expired' | 'renewed'>(event: E, payload: EventPayload<E>): void {
     const full = { name: this.name, ...payload } as SingletonEvents[E][0];
-    if (event === 'expired') this.log.warn(loggable(full), full.message);
+    if (event === 'expired' && this.logs('warn')) this.log.warn(loggable(full), full.message);
     (this.emit as (e: string, p: unknown) => boolean)(event, full);
   }
 
@@ -391,6 +405,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private onRenewed(expiresAt: Date): void {
     if (!this.held) return;
     this.held.expiresAt = expiresAt;
+    // The hot path of a process holding thousands of leases: no event object nobody reads.
+    if (this.listenerCount('renewed') === 0) return;
     this.emitEvent('renewed', { expiresAt, message: `renewed "${this.name}" until ${expiresAt.toISOString()}` });
   }
 
@@ -433,7 +449,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (!this.lastHolder) return retry;
     // A hint only: a wrong guess costs one early or late attempt, never safety.
     const untilExpiry = this.lastHolder.expiresAt.getTime() - Date.now();
-    return Math.min(retry, withJitter(Math.max(1, untilExpiry + 2), 0.2));
+    return Math.min(retry, Math.max(1, untilExpiry + 2) + Math.random() * 10);
   }
 }
 

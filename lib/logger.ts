@@ -7,6 +7,8 @@ export interface Logger {
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
   child?(bindings: Record<string, unknown>): Logger;
+  /** pino's level check; when absent every level is assumed enabled. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 let defaultLogger: Logger | undefined;

@@ -134,6 +134,8 @@ function normalizeSignals(value: unknown): readonly NodeJS.Signals[] {
   return Object.freeze([...new Set(value as NodeJS.Signals[])]);
 }
 
+let cachedHostname: string | undefined;
+
 /** Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad value. */
 export function normalizeOptions(options: SingletonOptions | undefined): NormalizedOptions {
   if (options === undefined) options = {};
@@ -154,7 +156,7 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
     options.retryIntervalMs === undefined
       ? DEFAULTS.retryIntervalMs
       : checkInteger('retryIntervalMs', options.retryIntervalMs, 1, MAX_TTL_MS);
-  const host = hostname();
+  const host = (cachedHostname ??= hostname());
   let owner = `${host}:${process.pid}`;
   if (options.owner !== undefined) {
     if (typeof options.owner !== 'string' || options.owner.length === 0 || options.owner.length > 200) {

@@ -7,7 +7,8 @@ export interface HookEntry {
   readonly signals: readonly NodeJS.Signals[];
   readonly handleErrors: boolean;
   readonly shutdownTimeoutMs: number;
-  readonly logger: Logger;
+  /** The instance's logger (made on first use). */
+  logger(): Logger;
   release(): Promise<void>;
 }
 
@@ -31,21 +32,28 @@ class ProcessHooks {
   private fatalListeners: { uncaught: (err: unknown) => void; rejection: (reason: unknown) => void } | undefined;
   private shutdown: Promise<void> | undefined;
   private beforeExitListener: (() => void) | undefined;
+  /** How many registered entries want each signal, fatal-error handling, and release on exit. */
+  private readonly signalUsers = new Map<NodeJS.Signals, number>();
+  private errorUsers = 0;
+  private exitUsers = 0;
 
   /** True once a signal or fatal error started the shutdown; no new lock may be taken then. */
   get shuttingDown(): boolean {
     return this.shutdown !== undefined;
   }
 
-  /** Starts handling signals/errors for `entry` (while it holds a lease). */
+  /** Starts handling signals/errors for `entry` (while it holds a lease). O(1): counts, not a scan. */
   register(entry: HookEntry): void {
+    if (this.entries.has(entry)) return;
     this.entries.add(entry);
+    this.count(entry, +1);
     this.sync();
   }
 
   /** Stops handling `entry`; removes process listeners nobody needs any more. */
   unregister(entry: HookEntry): void {
     if (!this.entries.delete(entry)) return;
+    this.count(entry, -1);
     if (!this.shutdown) this.sync();
   }
 
@@ -54,20 +62,25 @@ class ProcessHooks {
     return { signals: [...this.signalListeners.keys()], errors: this.fatalListeners !== undefined };
   }
 
-  private sync(): void {
-    const wanted = new Set<NodeJS.Signals>();
-    let errors = false;
-    for (const entry of this.entries) {
-      for (const s of entry.signals) wanted.add(s);
-      errors ||= entry.handleErrors;
+  private count(entry: HookEntry, delta: 1 | -1): void {
+    for (const signal of entry.signals) {
+      const n = (this.signalUsers.get(signal) ?? 0) + delta;
+      if (n > 0) this.signalUsers.set(signal, n);
+      else this.signalUsers.delete(signal);
     }
+    if (entry.handleErrors) this.errorUsers += delta;
+    if (entry.signals.length > 0 || entry.handleErrors) this.exitUsers += delta;
+  }
+
+  /** Installs exactly the listeners the registered entries want, and removes the rest. */
+  private sync(): void {
     for (const [signal, listener] of this.signalListeners) {
-      if (!wanted.has(signal)) {
+      if (!this.signalUsers.has(signal)) {
         process.off(signal, listener);
         this.signalListeners.delete(signal);
       }
     }
-    for (const signal of wanted) {
+    for (const signal of this.signalUsers.keys()) {
       if (this.signalListeners.has(signal)) continue;
       const listener = () => this.onSignal(signal);
       this.signalListeners.set(signal, listener);
@@ -75,22 +88,21 @@ class ProcessHooks {
     }
     // The event loop ran dry while a lease is held (renewal timers are unref'd):
     // release before the process ends instead of leaving the lease to expire.
-    const exitCleanup = this.entries.size > 0 && (wanted.size > 0 || errors);
-    if (exitCleanup && !this.beforeExitListener) {
+    if (this.exitUsers > 0 && !this.beforeExitListener) {
       this.beforeExitListener = () => this.onBeforeExit();
       process.on('beforeExit', this.beforeExitListener);
-    } else if (!exitCleanup && this.beforeExitListener) {
+    } else if (this.exitUsers === 0 && this.beforeExitListener) {
       process.off('beforeExit', this.beforeExitListener);
       this.beforeExitListener = undefined;
     }
-    if (errors && !this.fatalListeners) {
+    if (this.errorUsers > 0 && !this.fatalListeners) {
       this.fatalListeners = {
         uncaught: (err) => this.onFatal('uncaughtException', err),
         rejection: (reason) => this.onFatal('unhandledRejection', reason),
       };
       process.on('uncaughtException', this.fatalListeners.uncaught);
       process.on('unhandledRejection', this.fatalListeners.rejection);
-    } else if (!errors && this.fatalListeners) {
+    } else if (this.errorUsers === 0 && this.fatalListeners) {
       this.removeFatalListeners();
     }
   }
@@ -112,13 +124,13 @@ class ProcessHooks {
 
   private releaseAll(targets: HookEntry[], why: string, level: 'info' | 'warn' = 'warn'): Promise<void> {
     const timeoutMs = Math.max(0, ...targets.map((e) => e.shutdownTimeoutMs));
-    for (const entry of targets) entry.logger[level]({ reason: why }, `releasing lock "${entry.name}" before exit (${why})`);
+    for (const entry of targets) entry.logger()[level]({ reason: why }, `releasing lock "${entry.name}" before exit (${why})`);
     const releases = Promise.allSettled(targets.map((e) => e.release())).then(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         for (const entry of targets) {
-          entry.logger.error({ timeoutMs }, `lock "${entry.name}" not released within ${timeoutMs} ms; exiting anyway`);
+          entry.logger().error({ timeoutMs }, `lock "${entry.name}" not released within ${timeoutMs} ms; exiting anyway`);
         }
         resolve();
       }, timeoutMs);
