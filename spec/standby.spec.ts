@@ -191,3 +191,24 @@ describe.each([
     expect(replicas.filter((r) => r.state === 'locked')).toHaveLength(1);
   });
 });
+
+describe('a process that stood by on Redis', () => {
+  it('exits by itself once it released and quit its own client (no connection of ours left open)', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures', 'waitThenExit.ts'), process.env.REDIS_URL as string, `exit-${Date.now()}`], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<{ code: number | null; at: number }>((resolve) =>
+      child.once('exit', (code) => resolve({ code, at: Date.now() })),
+    );
+    await waitUntil(() => out.includes('released'), 15_000, 'the fixture to release');
+    const releasedAt = Date.now();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    const { code, at } = await exited;
+    clearTimeout(timer);
+    expect(code).toBe(0); // killed by the guard above would be null
+    expect(at - releasedAt).toBeLessThan(2_000);
+  });
+});
