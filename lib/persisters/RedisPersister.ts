@@ -427,7 +427,17 @@ class ReleaseSubscriber {
 
   private async unsubscribe(channel: string): Promise<void> {
     if (this.channels.has(channel)) return;
-    await this.connection?.unsubscribe(channel).catch(noop); // gone with the connection anyway
+    const connection = this.connection;
+    if (!connection) return;
+    if (this.channels.size === 0) {
+      // Nobody watches any more: close the connection we opened, so that it never keeps the
+      // process alive once the user is done (the next watch opens a new one).
+      this.connection = undefined;
+      this.dropped = false;
+      connection.disconnect();
+      return;
+    }
+    await connection.unsubscribe(channel).catch(noop); // gone with the connection anyway
   }
 
   private connect(): SubscriberClient {
