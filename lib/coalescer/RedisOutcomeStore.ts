@@ -131,6 +131,12 @@ export class RedisOutcomeStore implements OutcomeStore {
       await current.subscribed.then(noop, noop);
       if (this.channels.has(channel) || !this.connection) return;
       const connectionNow = this.connection;
+      if (this.channels.size === 0) {
+        // Nobody listens any more: close our connection so it never keeps the process alive.
+        this.connection = undefined;
+        connectionNow.disconnect();
+        return;
+      }
       await this.timed(`Unsubscribing from ${channel}`, () => connectionNow.unsubscribe(channel)).catch(noop);
     };
     try {
