@@ -222,7 +222,7 @@ export class RedisPersister implements Persister {
 
   /** The current holder, or null when free. Never includes the token. */
   async inspect(name: string): Promise<LockInfo | null> {
-    const reply = await this.run(`Inspecting lock "${name}"`, INSPECT_SCRIPT, [this.leaseKey(name)], []);
+    const reply = await this.run(`Inspecting lock "${name}"`, INSPECT_SCRIPT, this.keys(name), []);
     if (!Array.isArray(reply)) throw this.unexpected(`Inspecting lock "${name}"`, reply);
     return reply.length === 0 ? null : holderFrom(name, reply as string[], 0);
   }

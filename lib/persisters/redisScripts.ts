@@ -8,14 +8,19 @@
  *   formatted with `%.0f` and returned as strings: `tostring` would print
  *   1.7e15 as `1.7e+15`;
  * - replies are arrays of strings headed by a status word (`ACQUIRED`, `HELD`,
- *   `RENEWED`, `NOT_HELD`), as the TypeScript side switches on it.
+ *   `RENEWED`, `NOT_HELD`), as the TypeScript side switches on it;
+ * - each script makes as few calls as it can: the server time of a script is
+ *   mostly its `redis.call`s.
  *
  * Keys of a lock `name` (all in one Cluster slot through the `{name}` hash tag):
- * - lease `<prefix>{<name>}`: HASH t (token), owner, host, pid, fence, at
- *   (acquiredAt ms), expiring with PX after the lease length;
+ * - lease `<prefix>{<name>}`: STRING, the holder's token, expiring with PX after
+ *   the lease length; taking it is `SET … NX PX`;
  * - fence `<prefix>{<name>}:fence`: HASH f (last fence handed out) and the last
- *   lease's owner, host, pid, fence, at, exp (ms) and rel (`1` released, `0`
- *   not), expiring 24 h after the last write.
+ *   lease's owner, host, pid, fence, at (acquiredAt ms), exp (ms) and rel (`1`
+ *   released, `0` not). The newest lease always rewrote it, so while the lease
+ *   key exists it describes the current holder: conflicts, inspect and refused
+ *   renewals read the holder from it. It expires a day after the lease it
+ *   describes would (acquire and renew set it), so it always outlives the lease.
  */
 import { createHash } from 'node:crypto';
 
@@ -31,7 +36,7 @@ export interface RedisScript {
   readonly sha1: string;
 }
 
-/** How long the fence record outlives its last write, in ms (24 h). */
+/** How long the fence record outlives the lease it describes, in ms (24 h). */
 export const FENCE_RECORD_TTL_MS = 24 * 60 * 60 * 1000;
 
 function script(name: string, numberOfKeys: number, body: string): RedisScript {
@@ -40,25 +45,28 @@ function script(name: string, numberOfKeys: number, body: string): RedisScript {
 }
 
 /**
- * Shared by every script: effects replication (needed before writes that follow
- * TIME on Redis < 5; a no-op later), the server clock, number formatting, and
- * `remember()`, which rewrites the whole last-holder record at `fenceKey` from a lease.
+ * Shared by every script: the server clock and number formatting. Nothing else,
+ * as it runs on every call. (No `redis.replicate_commands()`: Redis ≥ 5 replicates
+ * script effects by default, and we require Redis ≥ 6.2.)
  */
 const PRELUDE = `
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local function fmt(n) return string.format('%.0f', n) end
 local clock = redis.call('TIME')
 local nowMs = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local nowUs = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local LEASE_FIELDS = { 't', 'owner', 'host', 'pid', 'fence', 'at' }
-local function remember(fenceKey, owner, host, pid, fence, at, exp, rel)
-  local f = tonumber(redis.call('HGET', fenceKey, 'f')) or 0
-  if f < tonumber(fence) then f = tonumber(fence) end
-  redis.call('HSET', fenceKey, 'f', fmt(f), 'owner', owner, 'host', host, 'pid', pid,
-    'fence', fence, 'at', at, 'exp', exp, 'rel', rel)
-  redis.call('PEXPIRE', fenceKey, ${FENCE_RECORD_TTL_MS})
-end
+local function fmt(n) return string.format('%.0f', n) end
 `;
+
+/**
+ * A Lua table `{status, owner, host, pid, fence, at, exp}` (no status when `status` is
+ * null): the holder as the fence record describes it, from the locals `rec` (an HMGET
+ * of owner, host, pid, fence, at) and `pttl` (the lease's PTTL). Inlined where used
+ * rather than a Lua function, which every call of the script would build anew. A
+ * record lost while the lease lives (deleted by hand, evicted) yields empty fields
+ * rather than holes, which would cut the Lua array short.
+ */
+function holderReply(status: string | null): string {
+  const head = status ? `'${status}', ` : '';
+  return `{ ${head}rec[1] or '', rec[2] or '', rec[3] or '0', rec[4] or '0', rec[5] or '0', fmt(nowMs + (pttl > 0 and pttl or 0)) }`;
+}
 
 /**
  * Take the lease if it is free; idempotent for the holder's own token.
@@ -70,36 +78,41 @@ end
  * - `{'ACQUIRED', fence, at, exp, owner, host, pid, fence, at, exp}`: taken over a lease
  *   that expired without release; the last six describe that previous lease;
  * - `{'HELD', owner, host, pid, fence, at, exp}`: someone else holds it.
+ *
+ * Calls besides TIME: 4 when free (SET NX PX, HMGET, HSET, PEXPIRE of the record);
+ * 4 on conflict (SET, GET, HMGET, PTTL); 6 when re-sent with the holder's token.
  */
 export const ACQUIRE_SCRIPT = script(
   'acquire',
   2,
   `
 local ttl = tonumber(ARGV[2])
-local lease = redis.call('HMGET', KEYS[1], unpack(LEASE_FIELDS))
-if lease[1] then
-  if lease[1] ~= ARGV[1] then
+local exp = fmt(nowMs + ttl)
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  -- held: by someone else, or by this token (a re-sent acquire)
+  local token = redis.call('GET', KEYS[1])
+  local rec = redis.call('HMGET', KEYS[2], 'owner', 'host', 'pid', 'fence', 'at')
+  if token ~= ARGV[1] then
     local pttl = redis.call('PTTL', KEYS[1])
-    if pttl < 0 then pttl = 0 end
-    return { 'HELD', lease[2], lease[3], lease[4], lease[5], lease[6], fmt(nowMs + pttl) }
+    return ${holderReply('HELD')}
   end
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  local exp = fmt(nowMs + ttl)
-  remember(KEYS[2], lease[2], lease[3], lease[4], lease[5], lease[6], exp, '0')
-  return { 'ACQUIRED', lease[5], lease[6], exp }
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if rec[4] then
+    redis.call('HSET', KEYS[2], 'exp', exp)
+    redis.call('PEXPIRE', KEYS[2], ttl + ${FENCE_RECORD_TTL_MS})
+    return { 'ACQUIRED', rec[4], rec[5] or fmt(nowMs), exp }
+  end
+  -- our lease lost its record (deleted by hand, evicted): describe it anew, with a new fence
 end
 local last = redis.call('HMGET', KEYS[2], 'f', 'owner', 'host', 'pid', 'fence', 'at', 'exp', 'rel')
 local fence = (tonumber(last[1]) or 0) + 1
+local nowUs = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 if fence < nowUs then fence = nowUs end
 fence = fmt(fence)
 local at = fmt(nowMs)
-local exp = fmt(nowMs + ttl)
-redis.call('HSET', KEYS[1], 't', ARGV[1], 'owner', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5], 'fence', fence, 'at', at)
-redis.call('PEXPIRE', KEYS[1], ttl)
--- what remember() would write, without reading f again: the new fence is above every one handed out
 redis.call('HSET', KEYS[2], 'f', fence, 'owner', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5],
   'fence', fence, 'at', at, 'exp', exp, 'rel', '0')
-redis.call('PEXPIRE', KEYS[2], ${FENCE_RECORD_TTL_MS})
+redis.call('PEXPIRE', KEYS[2], ttl + ${FENCE_RECORD_TTL_MS})
 if last[8] == '0' and last[2] then
   return { 'ACQUIRED', fence, at, exp, last[2], last[3], last[4], last[5], last[6], last[7] }
 end
@@ -111,27 +124,22 @@ return { 'ACQUIRED', fence, at, exp }
  * `renew(leaseKey, fenceKey, token, ttl)`: the body of {@link RENEW_SCRIPT}, shared with
  * {@link RENEW_MANY_SCRIPT}. Returns `{'RENEWED', exp}`, `{'NOT_HELD'}` (free) or
  * `{'NOT_HELD', owner, host, pid, fence, at, exp}` (someone else holds it).
+ * Calls besides TIME: 4 when renewed (GET, PEXPIRE, HSET, PEXPIRE of the record).
  */
 const RENEW_FUNCTION = `
 local function renew(leaseKey, fenceKey, token, ttl)
-  local lease = redis.call('HMGET', leaseKey, 't', 'fence')
-  if lease[1] ~= token then
-    if not lease[1] then return { 'NOT_HELD' } end
-    local holder = redis.call('HMGET', leaseKey, 'owner', 'host', 'pid', 'fence', 'at')
+  local held = redis.call('GET', leaseKey)
+  if held ~= token then
+    if not held then return { 'NOT_HELD' } end
+    local rec = redis.call('HMGET', fenceKey, 'owner', 'host', 'pid', 'fence', 'at')
     local pttl = redis.call('PTTL', leaseKey)
-    if pttl < 0 then pttl = 0 end
-    return { 'NOT_HELD', holder[1], holder[2], holder[3], holder[4], holder[5], fmt(nowMs + pttl) }
+    return ${holderReply('NOT_HELD')}
   end
   redis.call('PEXPIRE', leaseKey, ttl)
   local exp = fmt(nowMs + ttl)
-  if redis.call('HGET', fenceKey, 'fence') == lease[2] then
-    -- the hot path (a process may renew thousands of leases): touch only what changed
-    redis.call('HSET', fenceKey, 'exp', exp)
-    redis.call('PEXPIRE', fenceKey, ${FENCE_RECORD_TTL_MS})
-  else
-    local holder = redis.call('HMGET', leaseKey, 'owner', 'host', 'pid', 'fence', 'at')
-    remember(fenceKey, holder[1], holder[2], holder[3], holder[4], holder[5], exp, '0')
-  end
+  redis.call('HSET', fenceKey, 'exp', exp)
+  -- keeps the record alive past the lease, also for leases held longer than its day
+  redis.call('PEXPIRE', fenceKey, ttl + ${FENCE_RECORD_TTL_MS})
   return { 'RENEWED', exp }
 end
 `;
@@ -192,27 +200,24 @@ return out
 
 /**
  * Delete the lease, only with the holder's token, mark it released and tell watchers.
+ * The fence record describes this lease (acquire wrote it), so marking it is enough;
+ * its expiry is left as acquire or renew set it, a day past the lease's.
  *
  * KEYS: [1] lease, [2] fence record.
- * ARGV: [1] token, [2] release channel.
+ * ARGV: [1] token, [2] release channel (the message is the release time, ms; watchers
+ *   use only the channel).
  * Returns 1 when released, 0 when the token does not hold the lease.
+ * Calls besides TIME: 4 (GET, DEL, HSET, PUBLISH); 1 when refused.
  */
 export const RELEASE_SCRIPT = script(
   'release',
   2,
   `
-local lease = redis.call('HMGET', KEYS[1], 't', 'fence')
-if lease[1] ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[2], 'fence') == lease[2] then
-  -- the hot path: the record already describes this lease (acquire wrote it); mark it released
-  redis.call('HSET', KEYS[2], 'exp', fmt(nowMs), 'rel', '1')
-  redis.call('PEXPIRE', KEYS[2], ${FENCE_RECORD_TTL_MS})
-else
-  local holder = redis.call('HMGET', KEYS[1], 'owner', 'host', 'pid', 'fence', 'at')
-  remember(KEYS[2], holder[1], holder[2], holder[3], holder[4], holder[5], fmt(nowMs), '1')
-end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], lease[2])
+local now = fmt(nowMs)
+redis.call('HSET', KEYS[2], 'exp', now, 'rel', '1')
+redis.call('PUBLISH', ARGV[2], now)
 return 1
 `,
 );
@@ -220,18 +225,17 @@ return 1
 /**
  * Read the current lease without its token.
  *
- * KEYS: [1] lease.
+ * KEYS: [1] lease, [2] fence record.
  * ARGV: none.
  * Returns `{}` when free, else `{owner, host, pid, fence, at, exp}`.
  */
 export const INSPECT_SCRIPT = script(
   'inspect',
-  1,
+  2,
   `
-local lease = redis.call('HMGET', KEYS[1], unpack(LEASE_FIELDS))
-if not lease[1] then return {} end
 local pttl = redis.call('PTTL', KEYS[1])
-if pttl < 0 then pttl = 0 end
-return { lease[2], lease[3], lease[4], lease[5], lease[6], fmt(nowMs + pttl) }
+if pttl == -2 then return {} end -- no lease
+local rec = redis.call('HMGET', KEYS[2], 'owner', 'host', 'pid', 'fence', 'at')
+return ${holderReply(null)}
 `,
 );
