@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError } from '../errors';
+import { RedisChannelSubscriber, type SubscriberConnection } from '../persisters/RedisChannelSubscriber';
 import { withRedisTimeout } from '../persisters/redisTimeout';
 import { checkInteger, expected } from '../validate';
 import type { OutcomeStore } from './OutcomeStore';
@@ -13,16 +14,7 @@ export interface OutcomeRedisClient {
   get(key: string): Promise<string | null>;
   evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
   eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
-  duplicate(...overrides: unknown[]): OutcomeSubscriber;
-}
-
-/** The slice of ioredis the subscriber connection uses. */
-interface OutcomeSubscriber {
-  subscribe(...channels: string[]): Promise<unknown>;
-  unsubscribe(...channels: string[]): Promise<unknown>;
-  on(event: 'message', listener: (channel: string, message: string) => void): unknown;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-  disconnect(): void;
+  duplicate(...overrides: unknown[]): SubscriberConnection;
 }
 
 /**
@@ -73,8 +65,7 @@ export class RedisOutcomeStore implements OutcomeStore {
   readonly operationTimeoutMs: number;
 
   private readonly client: OutcomeRedisClient;
-  private connection: OutcomeSubscriber | undefined;
-  private readonly channels = new Map<string, { listeners: Set<(outcome: string) => void>; subscribed: Promise<unknown> }>();
+  private readonly subscriber: RedisChannelSubscriber;
   private closed = false;
 
   /**
@@ -91,6 +82,8 @@ export class RedisOutcomeStore implements OutcomeStore {
     if (typeof keyPrefix !== 'string') throw new TypeError(expected('options.keyPrefix', 'a string', keyPrefix));
     this.keyPrefix = keyPrefix;
     this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
+    // Messages missed while the connection was down are covered by the waiters' polling of `get`.
+    this.subscriber = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this));
   }
 
   /** `SET <prefix>{<key>}:outcome … PX ttlMs` and `PUBLISH` on the channel of that name, in one script. */
@@ -114,46 +107,13 @@ export class RedisOutcomeStore implements OutcomeStore {
   /** Listens on the channel of `key` (shared connection, one subscription per channel); resolves once subscribed. */
   async subscribe(key: string, onOutcome: (outcome: string) => void): Promise<() => Promise<void>> {
     if (this.closed) throw new PersisterError(`Subscribing to the outcome of "${key}" failed: the Coalescer is closed.`);
-    const channel = this.outcomeKey(key);
-    const connection = this.connect();
-    let entry = this.channels.get(channel);
-    if (!entry) {
-      entry = { listeners: new Set(), subscribed: connection.subscribe(channel) };
-      this.channels.set(channel, entry);
-    }
-    const current = entry;
-    const listener = (outcome: string) => onOutcome(outcome);
-    current.listeners.add(listener);
-    const stop = async (): Promise<void> => {
-      if (!current.listeners.delete(listener) || current.listeners.size > 0) return;
-      if (this.channels.get(channel) === current) this.channels.delete(channel);
-      // UNSUBSCRIBE once SUBSCRIBE settled, unless someone subscribed again meanwhile; never rejects.
-      await current.subscribed.then(noop, noop);
-      if (this.channels.has(channel) || !this.connection) return;
-      const connectionNow = this.connection;
-      if (this.channels.size === 0) {
-        // Nobody listens any more: close our connection so it never keeps the process alive.
-        this.connection = undefined;
-        connectionNow.disconnect();
-        return;
-      }
-      await this.timed(`Unsubscribing from ${channel}`, () => connectionNow.unsubscribe(channel)).catch(noop);
-    };
-    try {
-      await this.timed(`Subscribing to the outcome of "${key}"`, () => current.subscribed);
-    } catch (error) {
-      await stop();
-      throw error;
-    }
-    return stop;
+    return this.subscriber.subscribe(this.outcomeKey(key), onOutcome, `Subscribing to the outcome of "${key}"`);
   }
 
   /** Closes the subscriber connection (never the client passed in). */
   async close(): Promise<void> {
     this.closed = true;
-    this.channels.clear();
-    this.connection?.disconnect();
-    this.connection = undefined;
+    this.subscriber.close();
   }
 
   /** `<prefix>{<key>}:outcome`: in the lease's Cluster slot; also the channel's name. */
@@ -161,24 +121,10 @@ export class RedisOutcomeStore implements OutcomeStore {
     return `${this.keyPrefix}{${key}}:outcome`;
   }
 
-  private connect(): OutcomeSubscriber {
-    if (this.connection) return this.connection;
+  /** A connection for pub/sub with the client's settings; it queues commands until connected. */
+  private duplicate(): SubscriberConnection {
     const override = { enableOfflineQueue: true };
-    const connection = this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
-    connection.on('error', noop); // failures surface through the timed subscribe and the waiters' polling
-    connection.on('message', (channel, message) => {
-      for (const listener of [...(this.channels.get(channel)?.listeners ?? [])]) {
-        try {
-          listener(message);
-        } catch (error) {
-          process.nextTick(() => {
-            throw error;
-          });
-        }
-      }
-    });
-    this.connection = connection;
-    return connection;
+    return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
 
   private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
@@ -186,4 +132,3 @@ export class RedisOutcomeStore implements OutcomeStore {
   }
 }
 
-function noop(): void {}

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError, toPersisterError } from '../errors';
 import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
+import { deliver, RedisChannelSubscriber, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
 import type {
   AcquireRequest,
@@ -59,19 +60,10 @@ interface ScriptClient {
   eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
   script(subcommand: 'LOAD', source: string): Promise<unknown>;
   pipeline(): { evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): unknown; exec(): Promise<PipelineReply> };
-  duplicate(...overrides: unknown[]): SubscriberClient;
+  duplicate(...overrides: unknown[]): SubscriberConnection;
   quit(): Promise<unknown>;
   disconnect(): void;
   on(event: 'error' | 'ready', listener: (error: Error) => void): unknown;
-}
-
-/** The slice of ioredis the release subscriber uses. */
-interface SubscriberClient {
-  subscribe(...channels: string[]): Promise<unknown>;
-  unsubscribe(...channels: string[]): Promise<unknown>;
-  on(event: 'message', listener: (channel: string) => void): unknown;
-  on(event: 'ready' | 'close' | 'error', listener: () => void): unknown;
-  disconnect(): void;
 }
 
 /** The lock's holder as the scripts return it: owner, host, pid, fence, at, exp. */
@@ -133,7 +125,7 @@ export class RedisPersister implements Persister {
   }
 
   private lastConnectionError: Error | undefined;
-  private readonly releases: ReleaseSubscriber;
+  private readonly releases: RedisChannelSubscriber;
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -160,7 +152,10 @@ export class RedisPersister implements Persister {
         this.lastConnectionError = undefined;
       });
     }
-    this.releases = new ReleaseSubscriber(() => this.duplicate(), this.timed.bind(this));
+    // After a reconnect every watcher is woken once: a release may have been missed meanwhile.
+    this.releases = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this), (_channel, listeners) =>
+      deliver(listeners, ''),
+    );
   }
 
   /** Take the lease if it is free or expired; otherwise report the holder. */
@@ -233,7 +228,7 @@ export class RedisPersister implements Persister {
    * the subscription is confirmed; the function it resolves removes this watcher.
    */
   watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
-    return this.releases.watch(this.channel(name), onRelease);
+    return this.releases.subscribe(this.channel(name), () => onRelease(), `Watching lock "${name}"`);
   }
 
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */
@@ -249,7 +244,7 @@ export class RedisPersister implements Persister {
   }
 
   /** A connection for pub/sub with the client's settings; it queues commands until connected. */
-  private duplicate(): SubscriberClient {
+  private duplicate(): SubscriberConnection {
     const override = { enableOfflineQueue: true };
     return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
@@ -369,7 +364,6 @@ export class RedisPersister implements Persister {
   }
 }
 
-function noop(): void {}
 
 function stripUndefined<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -380,100 +374,3 @@ function stripUndefined<T extends object>(options: T): Partial<T> {
  * is subscribed while it has at least one watcher. After a reconnect, every
  * watcher is called once, since a release may have been missed meanwhile.
  */
-class ReleaseSubscriber {
-  private connection: SubscriberClient | undefined;
-  private readonly channels = new Map<string, { listeners: Set<() => void>; subscribed: Promise<unknown> }>();
-  private dropped = false;
-  private closed = false;
-
-  constructor(
-    private readonly open: () => SubscriberClient,
-    private readonly timed: <T>(what: string, op: () => Promise<T>) => Promise<T>,
-  ) {}
-
-  async watch(channel: string, onRelease: () => void): Promise<() => Promise<void>> {
-    if (this.closed) throw new PersisterError('Watching a lock failed: the persister is closed. Create a new one.');
-    const connection = this.connect();
-    let entry = this.channels.get(channel);
-    if (!entry) {
-      entry = { listeners: new Set<() => void>(), subscribed: connection.subscribe(channel) };
-      this.channels.set(channel, entry);
-    }
-    const listener = () => onRelease();
-    entry.listeners.add(listener);
-    const current = entry;
-    const stop = async () => {
-      if (!current.listeners.delete(listener) || current.listeners.size > 0) return;
-      if (this.channels.get(channel) === current) this.channels.delete(channel);
-      // UNSUBSCRIBE once SUBSCRIBE settled, unless a new watcher came meanwhile; bounded, never rejects.
-      const settled = current.subscribed.then(noop, noop);
-      await this.timed(`Unwatching ${channel}`, () => settled.then(() => this.unsubscribe(channel))).catch(noop);
-    };
-    try {
-      await this.timed(`Watching ${channel}`, () => current.subscribed);
-    } catch (error) {
-      void stop();
-      throw error;
-    }
-    return stop;
-  }
-
-  close(): void {
-    this.closed = true;
-    this.channels.clear();
-    this.connection?.disconnect();
-    this.connection = undefined;
-  }
-
-  private async unsubscribe(channel: string): Promise<void> {
-    if (this.channels.has(channel)) return;
-    const connection = this.connection;
-    if (!connection) return;
-    if (this.channels.size === 0) {
-      // Nobody watches any more: close the connection we opened, so that it never keeps the
-      // process alive once the user is done (the next watch opens a new one).
-      this.connection = undefined;
-      this.dropped = false;
-      connection.disconnect();
-      return;
-    }
-    await connection.unsubscribe(channel).catch(noop); // gone with the connection anyway
-  }
-
-  private connect(): SubscriberClient {
-    if (this.connection) return this.connection;
-    const connection = this.open();
-    connection.on('error', noop); // failures surface through the timed subscribe
-    connection.on('close', () => {
-      this.dropped = true;
-    });
-    connection.on('ready', () => this.onReady(connection));
-    connection.on('message', (channel) => this.notify(this.channels.get(channel)?.listeners));
-    this.connection = connection;
-    return connection;
-  }
-
-  /** After a drop: resubscribe (confirmed), then call every watcher once. */
-  private onReady(connection: SubscriberClient): void {
-    if (!this.dropped) return;
-    this.dropped = false;
-    const channels = [...this.channels.keys()];
-    if (channels.length === 0) return;
-    const notifyAll = () => {
-      for (const { listeners } of this.channels.values()) this.notify(listeners);
-    };
-    connection.subscribe(...channels).then(notifyAll, notifyAll);
-  }
-
-  private notify(listeners: Set<() => void> | undefined): void {
-    for (const listener of [...(listeners ?? [])]) {
-      try {
-        listener();
-      } catch (error) {
-        process.nextTick(() => {
-          throw error; // a watcher's bug is its own, as with EventEmitter; the others still run
-        });
-      }
-    }
-  }
-}

@@ -1,0 +1,134 @@
+import { PersisterError } from '../errors';
+
+/** The slice of an ioredis connection in subscriber mode that the subscriber uses. */
+export interface SubscriberConnection {
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  on(event: 'message', listener: (channel: string, message: string) => void): unknown;
+  on(event: 'ready' | 'close' | 'error', listener: () => void): unknown;
+  disconnect(): void;
+}
+
+/** Bounds one operation in time and turns its failure into a `PersisterError`. */
+export type TimedRunner = <T>(what: string, op: () => Promise<T>) => Promise<T>;
+
+interface Channel {
+  listeners: Set<(message: string) => void>;
+  subscribed: Promise<unknown>;
+}
+
+/**
+ * Pub/sub for many listeners over ONE connection, opened on first use (a
+ * duplicate of the user's client, made by `open`) and closed as soon as nobody
+ * listens any more, so it never keeps a process alive. Each channel is
+ * subscribed once while at least one listener wants it. `subscribe` resolves
+ * only after the SUBSCRIBE is confirmed, so a message published after that is
+ * never missed. After the connection dropped and came back, `onReconnect` runs
+ * (a message may have been missed meanwhile). Used for release notifications
+ * (`RedisPersister.watch`) and for Coalescer outcomes.
+ */
+export class RedisChannelSubscriber {
+  private connection: SubscriberConnection | undefined;
+  private readonly channels = new Map<string, Channel>();
+  private dropped = false;
+  private closed = false;
+
+  constructor(
+    private readonly open: () => SubscriberConnection,
+    private readonly timed: TimedRunner,
+    private readonly onReconnect?: (channel: string, listeners: ReadonlySet<(message: string) => void>) => void,
+  ) {}
+
+  /** Listens on `channel`; resolves once subscribed, with the function that stops this listener. */
+  async subscribe(channel: string, onMessage: (message: string) => void, what = `Subscribing to ${channel}`): Promise<() => Promise<void>> {
+    if (this.closed) throw new PersisterError(`${what} failed: it was closed. Create a new one.`);
+    const connection = this.connect();
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      entry = { listeners: new Set(), subscribed: connection.subscribe(channel) };
+      this.channels.set(channel, entry);
+    }
+    const current = entry;
+    const listener = (message: string) => onMessage(message);
+    current.listeners.add(listener);
+    const stop = async (): Promise<void> => {
+      if (!current.listeners.delete(listener) || current.listeners.size > 0) return;
+      if (this.channels.get(channel) === current) this.channels.delete(channel);
+      if (this.channels.size === 0) return this.disconnectIdle();
+      // UNSUBSCRIBE once SUBSCRIBE settled, unless a new listener came meanwhile; bounded, never rejects.
+      await this.timed(`Unsubscribing from ${channel}`, () =>
+        current.subscribed.then(noop, noop).then(() => this.unsubscribe(channel)),
+      ).catch(noop);
+    };
+    try {
+      await this.timed(what, () => current.subscribed);
+    } catch (error) {
+      void stop();
+      throw error;
+    }
+    return stop;
+  }
+
+  /** Drops every listener and closes the connection. */
+  close(): void {
+    this.closed = true;
+    this.channels.clear();
+    this.connection?.disconnect();
+    this.connection = undefined;
+  }
+
+  private async unsubscribe(channel: string): Promise<void> {
+    const connection = this.connection;
+    if (this.channels.has(channel) || !connection) return;
+    if (this.channels.size === 0) return this.disconnectIdle();
+    await connection.unsubscribe(channel).catch(noop); // gone with the connection anyway
+  }
+
+  /** Nobody listens any more: close the connection we opened (the next subscribe opens a new one). */
+  private disconnectIdle(): void {
+    const connection = this.connection;
+    this.connection = undefined;
+    this.dropped = false;
+    connection?.disconnect();
+  }
+
+  private connect(): SubscriberConnection {
+    if (this.connection) return this.connection;
+    const connection = this.open();
+    connection.on('error', noop); // failures surface through the timed subscribe
+    connection.on('close', () => {
+      if (this.connection === connection) this.dropped = true;
+    });
+    connection.on('ready', () => this.onReady(connection));
+    connection.on('message', (channel, message) => deliver(this.channels.get(channel)?.listeners, message));
+    this.connection = connection;
+    return connection;
+  }
+
+  /** After a drop: resubscribe (confirmed), then tell `onReconnect` about every channel. */
+  private onReady(connection: SubscriberConnection): void {
+    if (!this.dropped || this.connection !== connection) return;
+    this.dropped = false;
+    const channels = [...this.channels.keys()];
+    if (channels.length === 0) return;
+    const after = () => {
+      for (const [channel, { listeners }] of this.channels) this.onReconnect?.(channel, listeners);
+    };
+    connection.subscribe(...channels).then(after, after);
+  }
+}
+
+/** Calls every listener; one that throws does not stop the others (its error is rethrown, as an EventEmitter's would be). */
+export function deliver(listeners: ReadonlySet<(message: string) => void> | undefined, message: string): void {
+  for (const listener of [...(listeners ?? [])]) {
+    try {
+      listener(message);
+    } catch (error) {
+      process.nextTick(() => {
+        throw error;
+      });
+    }
+  }
+}
+
+function noop(): void {}
