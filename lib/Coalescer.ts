@@ -596,6 +596,7 @@ function quietConflicts(logger: Logger): Logger {
     warn: (obj, msg) => ((obj as { to?: unknown }).to === 'conflict' ? logger.debug(obj, msg) : logger.warn(obj, msg)),
     error: (obj, msg) => logger.error(obj, msg),
     child: (bindings) => quietConflicts(childLogger(logger, bindings)),
+    isLevelEnabled: (level) => logger.isLevelEnabled?.(level) ?? true,
   };
 }
 
