@@ -138,7 +138,10 @@ export class RedisPersister implements Persister {
       throw new TypeError(expected('options', 'an object', options));
     }
     const { keyPrefix, operationTimeoutMs, ownsClient } = { ...REDIS_PERSISTER_DEFAULTS, ...stripUndefined(options) };
-    if (typeof keyPrefix !== 'string') throw new TypeError(expected('options.keyPrefix', 'a string', keyPrefix));
+    if (typeof keyPrefix !== 'string' || /[{}]/.test(keyPrefix)) {
+      // Braces in the prefix would move the Cluster hash tag away from the lock name.
+      throw new TypeError(expected('options.keyPrefix', 'a string without { or }', keyPrefix));
+    }
     this.keyPrefix = keyPrefix;
     this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
     this.ownsClient = checkBoolean('options.ownsClient', ownsClient);
@@ -251,7 +254,10 @@ export class RedisPersister implements Persister {
 
   /** Lease key: `<prefix>{<name>}`. */
   private leaseKey(name: string): string {
-    return `${this.keyPrefix}{${name}}`;
+    // A name starting with '}' would leave the Cluster hash tag empty: Redis would hash whole
+    // keys and a lock's keys could land in different slots. Give such a tag a first character
+    // that no valid lock name has (control characters are refused by Singleton).
+    return name.startsWith('}') ? `${this.keyPrefix}{\u0001${name}}` : `${this.keyPrefix}{${name}}`;
   }
 
   private keys(name: string): string[] {

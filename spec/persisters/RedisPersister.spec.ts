@@ -148,7 +148,8 @@ describe('RedisPersister on the shared Redis', () => {
     expect(make({ get: () => 1 })).toThrow(new TypeError('Expected `client` to be an ioredis Redis or Cluster client, got {} (object)'));
     expect(make(undefined)).toThrow(TypeError);
     expect(make(client, null)).toThrow(/Expected `options` to be an object, got null/);
-    expect(make(client, { keyPrefix: 5 })).toThrow(new TypeError('Expected `options.keyPrefix` to be a string, got 5 (number)'));
+    expect(make(client, { keyPrefix: 5 })).toThrow(new TypeError('Expected `options.keyPrefix` to be a string without { or }, got 5 (number)'));
+    expect(make(client, { keyPrefix: 'app{x}:' })).toThrow(/`options.keyPrefix` to be a string without { or }, got "app{x}:"/);
     expect(make(client, { operationTimeoutMs: 0 })).toThrow(RangeError);
     expect(make(client, { operationTimeoutMs: '5' })).toThrow(/Expected `options.operationTimeoutMs` to be a whole number/);
     expect(make(client, { operationTimeoutMs: 1.5 })).toThrow(RangeError);
