@@ -550,7 +550,8 @@ describe('Coalescer on the file store: the outcome file', () => {
       expect(JSON.parse(readFileSync(outcomeFile, 'utf8'))).toMatchObject({ v: 1, key });
       await waitUntil(() => !existsSync(outcomeFile), 5_000, 'the expired outcome file is removed');
       expect(readdirSync(root).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-      expect(await persister.inspect(key)).toBeNull(); // the sweep released the lease it took
+      // The sweep removes the file under the key's lease, then releases that lease.
+      await waitUntil(async () => (await persister.inspect(key)) === null, 2_000, 'the sweep to release the lease it took');
     } finally {
       await coalescer.close();
       await persister.close();
