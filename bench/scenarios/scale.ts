@@ -17,6 +17,7 @@ interface ScaleResult {
   seconds: number;
   lockSeconds: number;
   cpuShare: number;
+  eventLoopBusy: number;
   heapPerHeldBytes: number;
   gc: boolean;
   roundTripsPerSecond: number;
@@ -82,6 +83,12 @@ const scenario: Scenario = {
           metric: 'CPU, share of one core',
           value: `${(r.cpuShare * 100).toFixed(2)} %`,
           target: big ? target(r.cpuShare, '<', 0.05, '< 5 %') : undefined,
+        },
+        {
+          scenario: title,
+          contender,
+          metric: 'event loop busy (main thread only)',
+          value: `${(r.eventLoopBusy * 100).toFixed(2)} %`,
         },
         {
           scenario: title,
