@@ -18,10 +18,13 @@ export interface RedisCluster {
 export async function startRedisCluster(): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'singleton-cluster-'));
   const ports = [await freePort(), await freePort(), await freePort()];
-  const children: ChildProcess[] = ports.map((port) =>
+  // The cluster bus defaults to port + 10000, which is out of range for ephemeral ports above
+  // 55535: give every node a free bus port of its own.
+  const busPorts = [await freePort(), await freePort(), await freePort()];
+  const children: ChildProcess[] = ports.map((port, i) =>
     spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+      ['--port', String(port), '--cluster-port', String(busPorts[i]), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
         '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     ),
