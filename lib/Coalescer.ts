@@ -8,7 +8,7 @@ import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } fro
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { Singleton } from './Singleton';
 import { monotonicNow, newToken, withJitter } from './time';
-import { checkInteger, checkName, expected } from './validate';
+import { checkInteger, checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
 /** Options of `new Coalescer(persister, options)`. Every one is optional. */
@@ -248,7 +248,7 @@ export class Coalescer {
   ): Promise<Jsonified<T>> {
     checkName(key, 'key');
     if (typeof fn !== 'function') throw new TypeError(expected('fn', 'a function', fn));
-    const { signal, timeoutMs } = checkRunOptions(options);
+    const { signal, timeoutMs } = checkWaitLimits(options);
     if (this.closing) throw closedError();
     if (signal?.aborted) throw abortError(signal.reason);
     let flight = this.flights.get(key);
@@ -577,13 +577,6 @@ function isOutcomeStore(value: unknown): value is OutcomeStore {
   return typeof s.put === 'function' && typeof s.get === 'function';
 }
 
-function checkRunOptions(options: CoalesceOptions): CoalesceOptions {
-  if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object', options));
-  const { signal, timeoutMs } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(expected('signal', 'an AbortSignal', signal));
-  if (timeoutMs !== undefined) checkInteger('timeoutMs', timeoutMs, 0);
-  return { signal, timeoutMs };
-}
 
 /**
  * The Singletons of a Coalescer find the lease taken all the time: that is waiting, not a

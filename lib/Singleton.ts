@@ -9,7 +9,7 @@ import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { type HookEntry, processHooks } from './processHooks';
 import { canTransition, type State } from './states';
 import { monotonicNow, newToken, withJitter } from './time';
-import { checkInteger, expected, checkName } from './validate';
+import { checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
 /** Options of {@link Singleton.waitForLock}. */
@@ -156,7 +156,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * with backoff. Rejects with an `AbortError` or `TimeoutError`.
    */
   async waitForLock(options: WaitOptions = {}): Promise<void> {
-    const { signal, timeoutMs } = checkWaitOptions(options);
+    const { signal, timeoutMs } = checkWaitLimits(options);
     if (this.currentState === 'locked') return;
     if (signal?.aborted) throw abortError(signal.reason);
     const controller = new AbortController();
@@ -459,13 +459,6 @@ function isPersister(value: unknown): value is Persister {
   return ['acquire', 'renew', 'release', 'inspect'].every((m) => typeof p[m] === 'function');
 }
 
-function checkWaitOptions(options: WaitOptions): WaitOptions {
-  if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object', options));
-  const { signal, timeoutMs } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(expected('signal', 'an AbortSignal', signal));
-  if (timeoutMs !== undefined) checkInteger('timeoutMs', timeoutMs, 0);
-  return { signal, timeoutMs };
-}
 
 function sameHolder(a: LockInfo, b: LockInfo): boolean {
   return a.owner === b.owner && a.hostname === b.hostname && a.pid === b.pid && a.fencingToken === b.fencingToken;

@@ -57,3 +57,18 @@ export function checkName(value: unknown, what = 'name'): string {
   }
   return value;
 }
+
+/** The caller-side limits of a wait: `signal` and `timeoutMs`, checked (shared by Singleton and Coalescer). */
+export interface WaitLimits {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+/** Checks `{ signal?, timeoutMs? }`; throws a `TypeError`/`RangeError` naming the bad value. */
+export function checkWaitLimits(options: WaitLimits): WaitLimits {
+  if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object', options));
+  const { signal, timeoutMs } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(expected('signal', 'an AbortSignal', signal));
+  if (timeoutMs !== undefined) checkInteger('timeoutMs', timeoutMs, 0);
+  return { signal, timeoutMs };
+}

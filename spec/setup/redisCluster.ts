@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Redis from 'ioredis';
-import { freePort } from './redisServer';
+import { freePort, stopProcess } from './redisServer';
 
 const run = promisify(execFile);
 
@@ -30,20 +30,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     ),
   );
   const stop = async () => {
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-            child.once('exit', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            child.kill('SIGTERM');
-          }),
-      ),
-    );
+    await Promise.all(children.map(stopProcess));
     rmSync(dir, { recursive: true, force: true });
   };
   try {
