@@ -84,6 +84,14 @@ export interface PersisterCapabilities {
   fencing: boolean;
   /** Leases survive the process that wrote them. */
   persistent: boolean;
+  /** `list()` and `forceRelease()` are offered (the CLI's `list` and `release --force`). */
+  list?: boolean;
+}
+
+/** Options of {@link Persister.list}. */
+export interface ListOptions {
+  /** Only names starting with this string. */
+  prefix?: string;
 }
 
 /**
@@ -108,6 +116,23 @@ export interface Persister {
   inspect(name: string): Promise<LockInfo | null>;
   /** Call `onRelease` whenever the lease of `name` is released; resolves an unsubscribe function. */
   watch?(name: string, onRelease: () => void): Promise<() => Promise<void>>;
+  /**
+   * Optional: every lease held now (unexpired on the store's clock), sorted by name.
+   * Offered when `capabilities.list` is true.
+   */
+  list?(options?: ListOptions): Promise<LockInfo[]>;
+  /**
+   * Optional, the operator's last resort: end the lease of `name` whoever holds it, keeping
+   * the fence so the next holder's token is higher. Resolves the evicted holder, or `null`
+   * when nothing was held. The evicted holder learns at its next renewal (`taken-over`).
+   */
+  forceRelease?(name: string): Promise<LockInfo | null>;
+  /**
+   * Optional: calls `listener` each time the store connection comes back after a drop, so
+   * held leases can be checked at once (a restarted store may have forgotten them).
+   * Returns the function that stops listening.
+   */
+  onReconnect?(listener: () => void): () => void;
   /** Free what the persister itself opened (never a client passed in by the user). */
   close?(): Promise<void>;
 }
