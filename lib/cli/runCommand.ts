@@ -187,7 +187,7 @@ class LockedRun {
   private async spawnCommand(env: NodeJS.ProcessEnv): Promise<number> {
     let command: SupervisedCommand;
     try {
-      command = new SupervisedCommand(commandMode(), this.args.command, this.args.args, env);
+      command = new SupervisedCommand(commandMode(), this.args.command, this.args.args, env, this.args.killAfterMs);
     } catch (err) {
       say(`cannot start the supervisor of ${this.args.command}: ${oneLine(err)}`);
       return ExitCode.SOFTWARE;

@@ -36,7 +36,9 @@ export class SupervisedCommand {
   private readonly supervisor: ChildProcess;
 
   /**
-   * Starts the supervisor, which starts `command args` with `env`. With `group`
+   * Starts the supervisor, which starts `command args` with `env`, and ends
+   * them if this process dies: SIGTERM, then SIGKILL `killAfterMs` later (at
+   * most half a second: see `supervisor.ts`). With `group`
    * the supervisor leads a session of its own, so a signal to this process's
    * group (a `kill -9 -PGID`, say) cannot end it along with singleton-run.
    *
@@ -47,8 +49,10 @@ export class SupervisedCommand {
     command: string,
     args: readonly string[],
     env: NodeJS.ProcessEnv,
+    killAfterMs: number,
   ) {
-    this.supervisor = spawn(process.execPath, [...supervisorExecArgv(), SUPERVISOR, mode, command, ...args], {
+    const argv = [...supervisorExecArgv(), SUPERVISOR, mode, String(killAfterMs), command, ...args];
+    this.supervisor = spawn(process.execPath, argv, {
       stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       detached: mode === 'group',
       env,

@@ -3,12 +3,12 @@
  * that the command never outlives singleton-run, however it ends (SIGKILL too).
  *
  * singleton-run starts it (see `supervised.ts`) as
- * `node supervisor.js MODE COMMAND [ARGS…]` with an IPC channel. It starts the
+ * `node supervisor.js MODE GRACE_MS COMMAND [ARGS…]` with an IPC channel. It starts the
  * command (see {@link CommandMode}), reports `started`, `spawn-error` and
  * `exit`, applies the signals and stops singleton-run asks for, and watches the
  * channel: when it closes without the command having exited — singleton-run
- * died — it sends SIGTERM to the command's processes, SIGKILL
- * {@link PARENT_GONE_GRACE_MS} later, and exits once they are gone.
+ * died — it sends SIGTERM to the command's processes, SIGKILL GRACE_MS later
+ * (at most {@link PARENT_GONE_GRACE_MS}), and exits once they are gone.
  *
  * It ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT: with a terminal it shares the
  * command's process group and gets Ctrl-C with it, and it must outlive
@@ -18,7 +18,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { type CommandMode, type CommandProcesses, commandProcesses } from './processTree';
 import { type FromSupervisor, isToSupervisor } from './supervisorProtocol';
 
-/** After singleton-run died: SIGTERM, then SIGKILL this long after, so the command is gone within a second. */
+/** After singleton-run died: SIGTERM, then SIGKILL at most this long after, so the command is gone within a second. */
 export const PARENT_GONE_GRACE_MS = 500;
 /** After SIGKILL, how long to wait for the command's processes to disappear before giving up on them. */
 const SIGKILL_GRACE_MS = 2_000;
@@ -39,6 +39,8 @@ class Supervisor {
 
   constructor(
     private readonly mode: CommandMode,
+    /** SIGTERM → SIGKILL once singleton-run died, ms. */
+    private readonly parentGoneGraceMs: number,
     private readonly command: string,
     private readonly args: string[],
   ) {}
@@ -84,9 +86,9 @@ class Supervisor {
       return;
     }
     process.stderr.write(
-      `singleton-run: singleton-run (pid ${this.parentPid}) ended; stopping ${this.command} (pid ${this.child.pid}) with SIGTERM, SIGKILL after ${PARENT_GONE_GRACE_MS} ms\n`,
+      `singleton-run: singleton-run (pid ${this.parentPid}) ended; stopping ${this.command} (pid ${this.child.pid}) with SIGTERM, SIGKILL after ${this.parentGoneGraceMs} ms\n`,
     );
-    this.stop(PARENT_GONE_GRACE_MS);
+    this.stop(this.parentGoneGraceMs);
   }
 
   /** SIGTERM now, SIGKILL after `killAfterMs` (the earliest deadline asked for wins). */
@@ -136,12 +138,14 @@ class Supervisor {
 }
 
 function main(argv: string[]): void {
-  const [mode, command, ...args] = argv;
-  if (!process.send || (mode !== 'group' && mode !== 'terminal') || !command) {
+  const [mode, grace, command, ...args] = argv;
+  const graceMs = Number(grace);
+  const valid = (mode === 'group' || mode === 'terminal') && Number.isSafeInteger(graceMs) && graceMs >= 0 && command;
+  if (!process.send || !valid) {
     process.stderr.write('singleton-run supervisor: internal helper of singleton-run; not meant to be run by hand\n');
     process.exit(70);
   }
-  new Supervisor(mode, command, args).start();
+  new Supervisor(mode, Math.min(graceMs, PARENT_GONE_GRACE_MS), command, args).start();
 }
 
 main(process.argv.slice(2));

@@ -131,6 +131,19 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
     expect(childEvents(log('stubborn')).some((e) => e.event === 'end')).toBe(false);
   });
 
+  it('--kill-after shorter than half a second shortens the grace too: --kill-after 0 kills at once', async () => {
+    const cli = startCli(['--name', name, '--store', storeUrl(), '--kill-after', '0', '--', process.execPath, CHILD, log('stubborn'), '--sleep', '60000', '--ignore', 'SIGTERM']);
+    const started = await waitForChildEvent(log('stubborn'), 'start');
+    pidsToKill.push(started.pid);
+
+    const killedAt = Date.now();
+    cli.kill('SIGKILL');
+    const goneAt = await until(() => isGone(started.pid), 'stubborn command gone', { timeoutMs: 3_000, intervalMs: 5 });
+    // The default grace alone is 500 ms.
+    expect(goneAt - killedAt).toBeLessThan(450);
+    expect((await cli.wait()).stderr).toMatch(/SIGKILL after 0 ms/);
+  });
+
   it('the supervisor itself killed: singleton-run kills the command, says so in one line and exits 70', async () => {
     const pidFile = join(dir, 'tree.pids');
     const cli = startCli(['--name', name, '--store', storeUrl(), '--', 'sh', TREE, pidFile]);
