@@ -47,6 +47,8 @@ class Supervisor {
 
   start(): void {
     for (const signal of IGNORED_SIGNALS) process.on(signal, () => undefined);
+    // A closed or hung-up stderr (EPIPE, EIO) must not end the supervisor before the command.
+    process.stderr.on('error', () => undefined);
     process.on('message', (m: unknown) => {
       if (!isToSupervisor(m)) return;
       if (m.type === 'signal') this.processes?.signal(m.signal);

@@ -144,6 +144,17 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
     expect((await cli.wait()).stderr).toMatch(/SIGKILL after 0 ms/);
   });
 
+  it('singleton-run killed while nobody reads its stderr any more: the supervisor still ends the command', async () => {
+    // The command ignores SIGTERM: the supervisor must live on to send SIGKILL.
+    const cli = startCli(['--name', name, '--store', storeUrl(), '--', process.execPath, CHILD, log('a'), '--sleep', '60000', '--ignore', 'SIGTERM']);
+    const started = await waitForChildEvent(log('a'), 'start');
+    pidsToKill.push(started.pid);
+    // The supervisor's one line about it then meets EPIPE.
+    cli.process.stderr?.destroy();
+    cli.kill('SIGKILL');
+    await until(() => isGone(started.pid), 'command gone', { timeoutMs: 3_000, intervalMs: 5 });
+  });
+
   it('the supervisor itself killed: singleton-run kills the command, says so in one line and exits 70', async () => {
     const pidFile = join(dir, 'tree.pids');
     const cli = startCli(['--name', name, '--store', storeUrl(), '--', 'sh', TREE, pidFile]);
