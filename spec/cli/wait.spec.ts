@@ -3,11 +3,14 @@
  * small bound, well inside the retry sleep (the library's `retryIntervalMs`,
  * 1000 ms; the holder's lease runs for a minute, so every sleep is the full
  * interval), and singleton-run adds no delay of its own. The holder is a
- * lease taken directly in the store, so no attempt of the waiter is slow.
+ * lease taken directly in the store. With an attempt stuck in a paused Redis,
+ * singleton-run exits once that attempt settles (it may have taken the lock,
+ * which must then be released), not a retry interval later.
  */
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Redis from 'ioredis';
 import { persisterFromUrl } from '../../lib/persisters/fromUrl';
 import type { Persister } from '../../lib/persisters/Persister';
 import { CHILD, childEvents, CLI_STORES, type CliStore, killAllCli, lines, startCli, until } from './cliHarness';
@@ -76,5 +79,48 @@ describe.each(CLI_STORES)('singleton-run --wait ends at once (%s store)', (kind,
     expect(result.at - waitingAt).toBeLessThan(timeoutMs + RETRY_INTERVAL_MS);
     expect(lines(result.stderr).filter((l) => l.startsWith('singleton-run:'))).toEqual([expect.stringMatching(/timed out after 1500 ms/)]);
     expect(childEvents(log)).toEqual([]);
+  });
+});
+
+describe('singleton-run --wait, an attempt in flight (Redis paused)', () => {
+  let redis: Redis;
+  let persister: Persister;
+  let name: string;
+  const token = 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0';
+
+  beforeAll(() => {
+    redis = new Redis(process.env.REDIS_URL as string);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(async () => {
+    persister = await persisterFromUrl(process.env.REDIS_URL as string);
+    name = `wait-paused-${process.pid}-${Date.now().toString(36)}-${(seq += 1)}`;
+    const held = await persister.acquire({ name, token, ttlMs: 60_000, owner: { owner: 'holder', hostname: 'test', pid: process.pid } });
+    expect(held.acquired).toBe(true);
+  });
+  afterEach(async () => {
+    await killAllCli();
+    await redis.call('CLIENT', 'UNPAUSE');
+    await persister.release({ name, token });
+    await persister.close?.();
+  });
+
+  it('SIGTERM while an attempt hangs: exit as soon as that attempt settles (so it can release what it took), not a retry later', async () => {
+    const cli = startCli(['--name', name, '--store', process.env.REDIS_URL as string, '--wait', '--', 'true'], { SINGLETON_LOG_LEVEL: 'warn' });
+    await until(() => cli.stderr.includes('is held by'), 'waiting for the lock', { intervalMs: 5 });
+    const pauseMs = 2_500;
+    const pausedAt = Date.now();
+    await redis.call('CLIENT', 'PAUSE', String(pauseMs), 'WRITE');
+    // Attempts come at most a retry interval apart: by now one is stuck in the pause.
+    await until(() => Date.now() >= pausedAt + RETRY_INTERVAL_MS + 300, 'an attempt in flight', { intervalMs: 5 });
+    cli.kill('SIGTERM');
+    const result = await cli.wait();
+    expect(result.code).toBe(143);
+    // It waited for the stuck attempt (which could have taken the lock) to settle, then no longer.
+    expect(result.at).toBeGreaterThanOrEqual(pausedAt + pauseMs - 50);
+    expect(result.at - (pausedAt + pauseMs)).toBeLessThan(SIGNAL_BOUND_MS);
+    expect(await persister.inspect(name)).toMatchObject({ owner: 'holder' });
   });
 });
