@@ -1,5 +1,6 @@
 import pino from 'pino';
-import type { LostEvent } from '../events';
+import { LockLostError } from '../errors';
+import { type Lease, trackWork } from '../Lease';
 import type { Logger } from '../logger';
 import { FilePersister } from '../persisters/FilePersister';
 import { persisterFromUrl } from '../persisters/fromUrl';
@@ -106,7 +107,7 @@ class LockedRun {
   private persister: Persister | undefined;
   private singleton: Singleton | undefined;
   private command: SupervisedCommand | undefined;
-  private lost: LostEvent | undefined;
+  private lost: LockLostError | undefined;
   private lastStoreWarning = -Infinity;
 
   constructor(private readonly args: RunArgs) {}
@@ -145,7 +146,6 @@ class LockedRun {
       logger: cliLogger(),
     });
     this.singleton = singleton;
-    singleton.on('lost', (e) => this.onLost(e));
     singleton.on('error', (e) => this.onStoreError(e));
 
     let held: boolean;
@@ -177,14 +177,18 @@ class LockedRun {
     }
     // The race guard: a signal that arrived while the lock was being taken wins; no command starts.
     if (this.shutdownSignal) return signalExitCode(this.shutdownSignal);
-    if (this.lost) {
-      say(`lost lock "${name}" before ${this.args.command} started (${this.lost.reason}); not running it`);
+    // The command runs under the lease, like any work: its signal stops the command.
+    const lease = singleton.lease;
+    if (!lease || lease.signal.aborted) {
+      const reason = lease?.signal.reason instanceof LockLostError ? lease.signal.reason.reason : 'expired';
+      say(`lost lock "${name}" before ${this.args.command} started (${reason}); not running it`);
       return ExitCode.LOST;
     }
-    return this.spawnCommand(commandEnv(process.env, name, singleton.fencingToken, this.persister.capabilities));
+    lease.signal.addEventListener('abort', () => this.onLeaseEnded(lease.signal.reason), { once: true });
+    return this.spawnCommand(commandEnv(process.env, name, lease.fencingToken, this.persister.capabilities), lease);
   }
 
-  private async spawnCommand(env: NodeJS.ProcessEnv): Promise<number> {
+  private async spawnCommand(env: NodeJS.ProcessEnv, lease: Lease): Promise<number> {
     let command: SupervisedCommand;
     try {
       command = new SupervisedCommand(commandMode(), this.args.command, this.args.args, env, this.args.killAfterMs);
@@ -194,6 +198,7 @@ class LockedRun {
     }
     this.command = command;
     this.phase = 'running';
+    trackWork(lease, command.ended);
     const outcome = await command.ended;
     this.phase = 'finishing';
     return this.exitCodeOf(outcome);
@@ -235,8 +240,11 @@ class LockedRun {
     }
   }
 
-  private onLost(e: LostEvent): void {
+  /** The lease ended while the command ran (lost): stop the command. Our own release comes only after it exited. */
+  private onLeaseEnded(reason: unknown): void {
+    if (!(reason instanceof LockLostError) || reason.reason === 'released' || reason.reason === 'shutdown') return;
     if (this.phase === 'finishing' || this.lost) return;
+    const e = reason;
     this.lost = e;
     const command = this.command;
     if (this.phase !== 'running' || !command) return;

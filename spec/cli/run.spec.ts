@@ -132,7 +132,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     expect(secondStart).toBeDefined();
     expect(secondStart!.t).toBeGreaterThanOrEqual(firstEnd!.t);
     // Handed over promptly: notified (Redis pub/sub, fs.watch), not after a full lease.
-    expect(secondStart!.t - firstEnd!.t).toBeLessThan(5_000);
+    expect(secondStart!.t - firstEnd!.t).toBeLessThan(8_000); // well inside the default 15 s lease
     expect(Number(secondStart!.env?.SINGLETON_FENCING_TOKEN)).toBeGreaterThan(0);
     expect(b.stderr).toBe('');
   });

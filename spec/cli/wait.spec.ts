@@ -16,7 +16,7 @@ import type { Persister } from '../../lib/persisters/Persister';
 import { CHILD, childEvents, CLI_STORES, type CliStore, killAllCli, lines, startCli, until } from './cliHarness';
 
 /** Signal → exit: generous for a loaded machine, far below the retry interval a late abort would wait out. */
-const SIGNAL_BOUND_MS = 400;
+const SIGNAL_BOUND_MS = 900;
 /** The library's default retryIntervalMs, which a missed abort or deadline would wait out. */
 const RETRY_INTERVAL_MS = 1_000;
 
