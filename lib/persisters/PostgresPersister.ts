@@ -2,7 +2,8 @@ import type { Client, ClientConfig, Pool } from 'pg';
 import { PersisterError } from '../errors';
 import { checkBoolean, checkInteger, expected } from '../validate';
 import { checkQueryable, isPool, listenClientFactory, pgError, type PgQueryable, SerialQueue, withTimeout } from './postgres/connection';
-import { channelOf, checkIdentifier, plain, quoted, type TableName } from './postgres/identifiers';
+import { createTableIfMissing } from './postgres/createTable';
+import { channelOf, checkIdentifier, plain, type TableName } from './postgres/identifiers';
 import { createTableSql, type LeaseRow, leaseStatements, type LeaseStatements } from './postgres/leaseSql';
 import { PgListener } from './postgres/PgListener';
 import { forcedReleaseHolder, isTrue, toLockInfo } from './postgres/rows';
@@ -306,6 +307,15 @@ export class PostgresPersister implements Persister {
     });
   }
 
+  /**
+   * The pool, or the lone Client behind a queue (one statement at a time): what the
+   * Coalescer's outcomes beside the leases run on.
+   * @internal
+   */
+  get pgRunner(): PgQueryable {
+    return this.statementRunner();
+  }
+
   /** The pool, or the lone Client behind a queue. */
   private statementRunner(): PgQueryable {
     const { serial, pool } = this;
@@ -320,21 +330,6 @@ export class PostgresPersister implements Persister {
   private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
     return withTimeout(what, this.operationTimeoutMs, op);
   }
-}
-
-/** `CREATE TABLE IF NOT EXISTS` only when the table is missing: creating needs a privilege reading does not. */
-async function createTableIfMissing(pool: PgQueryable, name: TableName, ddl: string, timeoutMs: number): Promise<void> {
-  await withTimeout(`Creating the table ${plain(name)}`, timeoutMs, async () => {
-    const { rows } = await pool.query('SELECT to_regclass($1::text) IS NOT NULL AS present', [quoted(name)]);
-    if (isTrue((rows[0] as { present?: unknown } | undefined)?.present)) return;
-    try {
-      await pool.query(ddl);
-    } catch (error) {
-      // Two processes creating it at once: one of them meets the other's catalog row.
-      const code = (error as { code?: unknown }).code;
-      if (code !== '23505' && code !== '42P07') throw error;
-    }
-  });
 }
 
 function checkLockName(name: unknown): string {
