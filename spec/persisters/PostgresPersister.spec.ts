@@ -5,10 +5,13 @@
  * forced release, the table, no session state, timeouts and bad options.
  * The Singleton on PostgreSQL (hand-over, crash, outage): spec/Singleton.postgres.spec.ts.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client, type Pool } from 'pg';
 import { PersisterError } from '../../lib/errors';
 import type { LockInfo } from '../../lib/persisters/Persister';
 import { PostgresPersister } from '../../lib/persisters/PostgresPersister';
+import { createTableSql } from '../../lib/persisters/postgres/leaseSql';
 import { FORCED_RELEASE_OWNER } from '../../lib/persisters/postgres/rows';
 import { describePostgres, POSTGRES_URL, testPool, uniqueTable } from '../helpers/postgres';
 import { describePersister, fenceAfter, newToken, testOwner, waitUntil } from './conformance';
@@ -228,5 +231,12 @@ describePostgres('PostgresPersister on PostgreSQL', () => {
     await take(p, 'a', 1);
     await Promise.all(stops.map((stop) => stop()));
     await waitUntil(async () => (await listening()) === 0, 5_000, 'the LISTEN connection to close');
+  });
+});
+
+describe('PostgresPersister: the README', () => {
+  it('prints the very CREATE TABLE statement the persister runs, for teams that manage their schema', () => {
+    const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+    expect(readme).toContain(createTableSql({ schema: undefined, table: 'singleton_process_leases' }));
   });
 });
