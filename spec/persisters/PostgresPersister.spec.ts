@@ -217,6 +217,29 @@ describePostgres('PostgresPersister on PostgreSQL', () => {
     await expect(p.renew({ name: 'x\0y', token: newToken(), ttlMs: 1_000 })).rejects.toThrow(TypeError);
   });
 
+  it('the LISTEN connection killed by the server: watchers are woken, it comes back, later releases are heard', async () => {
+    const table = uniqueTable('relisten');
+    const p = persister(table, 1);
+    let woken = 0;
+    const stop = await p.watch('job', () => woken++);
+    try {
+      const { rows } = await admin.query('SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE query = $1', [`LISTEN "${table}"`]);
+      expect(rows).toEqual([{ done: true }]);
+      await waitUntil(() => woken >= 1, 5_000, 'the watcher to be woken by the drop');
+      // Reopened (with backoff) and LISTENing again; the watcher is woken once more then.
+      await waitUntil(async () => {
+        const r = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1', [`LISTEN "${table}"`]);
+        return r.rows[0].n === 1 && woken >= 2;
+      }, 10_000, 'the LISTEN connection to come back');
+      const before = woken;
+      const { token } = await take(p, 'job', 1);
+      expect(await p.release({ name: 'job', token })).toBe(true);
+      await waitUntil(() => woken === before + 1, 5_000, 'the release after the reconnect to be heard');
+    } finally {
+      await stop();
+    }
+  });
+
   it('one LISTEN connection per persister, outside the pool, open only while someone watches', async () => {
     const table = uniqueTable('listen');
     const p = persister(table, 1);

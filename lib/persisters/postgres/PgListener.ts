@@ -52,11 +52,6 @@ export class PgListener {
     private readonly timed: TimedRunner,
   ) {}
 
-  /** Whether a LISTEN connection is open now (for tests and diagnostics). */
-  get connected(): boolean {
-    return this.connection !== undefined && !this.connection.dropped;
-  }
-
   /** Listens on `channel`; resolves once LISTEN is confirmed, with the function that stops this listener. */
   async listen(channel: string, onMessage: ChannelListener, what = `Listening on ${channel}`): Promise<() => Promise<void>> {
     if (this.closed) throw new PersisterError(`${what} failed: the persister is closed. Create a new one.`);
