@@ -41,7 +41,7 @@ describe('the published package', () => {
     ) as string[];
     expect(cjs.drivers).toEqual([]);
     expect(esm).toEqual(cjs.names.filter((n) => n !== 'default'));
-    for (const name of ['Singleton', 'standby', 'Coalescer', 'RedisPersister', 'MongoPersister', 'FilePersister', 'MemoryPersister', 'persisterFromUrl', 'fromCallbackPersister', 'SingletonError', 'PersisterError', 'LockLostError']) {
+    for (const name of ['Singleton', 'standby', 'Coalescer', 'RedisPersister', 'MongoPersister', 'PostgresPersister', 'FilePersister', 'MemoryPersister', 'persisterFromUrl', 'fromCallbackPersister', 'SingletonError', 'PersisterError', 'LockLostError']) {
       expect(esm).toContain(name);
     }
     expect(esm).not.toContain('default');
