@@ -45,6 +45,8 @@ export { FilePersister } from './persisters/FilePersister';
 export type { FilePersisterOptions } from './persisters/FilePersister';
 export { MongoPersister } from './persisters/MongoPersister';
 export type { MongoPersisterOptions } from './persisters/MongoPersister';
+export { PostgresPersister } from './persisters/PostgresPersister';
+export type { PostgresPersisterOptions } from './persisters/PostgresPersister';
 export { fromCallbackPersister } from './persisters/fromCallbackPersister';
 export type { CallbackPersister, CallbackPersisterOptions } from './persisters/fromCallbackPersister';
 export { persisterFromUrl, PERSISTER_URL_SCHEMES } from './persisters/fromUrl';

@@ -612,7 +612,7 @@ describe('Coalescer construction', () => {
       inspect: (n) => inner.inspect(n),
     };
     expect(() => new Coalescer(other)).toThrow(TypeError);
-    expect(() => new Coalescer(other)).toThrow(/RedisPersister, FilePersister and MemoryPersister.*outcomes/);
+    expect(() => new Coalescer(other)).toThrow(/RedisPersister, PostgresPersister, MongoPersister, FilePersister and MemoryPersister.*outcomes/);
     const c = new Coalescer(other, { outcomes: memoryOutcomeStoreFor(inner) });
     expect(await c.run('k', async () => 1)).toBe(1);
     await c.close();

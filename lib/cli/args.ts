@@ -68,7 +68,7 @@ export const DEFAULT_KILL_AFTER_MS = 10_000;
 /** Longest duration a Node timer can wait (about 24.8 days); longer ones would fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const STORE_EXAMPLES = 'redis://host:6379, rediss://, mongodb://host/db, mongodb+srv://, or file:///dir';
+const STORE_EXAMPLES = 'redis://host:6379, rediss://, mongodb://host/db, mongodb+srv://, postgres://host/db, postgresql://, or file:///dir';
 
 /** The text of `singleton-run --help`. */
 export const HELP = `Usage:
@@ -84,8 +84,9 @@ singleton-run dies, even by SIGKILL.
 
 Options:
   --name NAME                 lock name (required)
-  --store URL                 redis://, rediss://, mongodb://, mongodb+srv:// or file:
-                              URL; default $SINGLETON_STORE, else a file store in
+  --store URL                 redis://, rediss://, mongodb://, mongodb+srv://,
+                              postgres://, postgresql:// or file: URL;
+                              default $SINGLETON_STORE, else a file store in
                               the OS temp directory (one host, no server)
   --wait                      wait for the lock instead of exiting on conflict
   --wait-timeout MS           give up waiting after MS ms (implies --wait)

@@ -142,6 +142,11 @@ export class MongoPersister implements Persister {
     this.ownsClient = options.ownsClient === undefined ? false : checkBoolean('options.ownsClient', options.ownsClient);
   }
 
+  /** The write concern of acquire, renew and release (the Coalescer's outcomes beside the leases use it too). */
+  get writeConcernSettings(): WriteConcernSettings {
+    return this.writeConcern;
+  }
+
   /** Take the lease if it is free or ran out (server clock); otherwise name the holder. */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     const { name, token, ttlMs, owner } = checkAcquire(request);

@@ -119,7 +119,7 @@ export class RedisChannelSubscriber {
 }
 
 /** Calls every listener; one that throws does not stop the others (its error is rethrown, as an EventEmitter's would be). */
-export function deliver(listeners: ReadonlySet<(message: string) => void> | undefined, message: string): void {
+export function deliver<T>(listeners: ReadonlySet<(message: T) => void> | undefined, message: T): void {
   for (const listener of [...(listeners ?? [])]) {
     try {
       listener(message);

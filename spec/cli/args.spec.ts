@@ -110,7 +110,7 @@ describe('parseCli', () => {
     [['--name', 'x', '--conflict-exit-code', '-1', '--', 'c'], /^invalid --conflict-exit-code "-1": expected a whole number from 0 to 255/],
     [['--name', 'x', '--conflict-exit-code', '256', '--', 'c'], /^invalid --conflict-exit-code "256"/],
     [['--name', 'x', '--store', 'nope', '--', 'c'], /^invalid --store "nope": not a URL/],
-    [['--name', 'x', '--store', 'postgres://u:secret@h/db', '--', 'c'], /^invalid --store "postgres:\/\/u:\*\*\*@h\/db": unsupported scheme 'postgres:'/],
+    [['--name', 'x', '--store', 'mysql://u:secret@h/db', '--', 'c'], /^invalid --store "mysql:\/\/u:\*\*\*@h\/db": unsupported scheme 'mysql:'/],
     [['status', '--name', 'x', 'y'], /^unexpected argument 'y'$/],
     [['status', '--name', 'x', '--wait'], /^unknown option '--wait'$/],
     [['status'], /^missing --name/],

@@ -11,7 +11,10 @@
  *    constructor validation, and a down server → PersisterError, no hang.
  */
 import { randomBytes } from 'node:crypto';
-import { Long, MongoClient, type Collection, type Document } from 'mongodb';
+import { Long, MongoClient, type Collection, type Db, type Document } from 'mongodb';
+import { Coalescer } from '../../lib/Coalescer';
+import { MongoOutcomeStore } from '../../lib/coalescer/MongoOutcomeStore';
+import { outcomeStoreFor } from '../../lib/coalescer/OutcomeStore';
 import { PersisterError } from '../../lib/errors';
 import { MongoPersister } from '../../lib/persisters/MongoPersister';
 import {
@@ -26,7 +29,7 @@ import {
   toFencingToken,
 } from '../../lib/persisters/mongoOperations';
 import { freePort } from '../setup/redisServer';
-import { describePersister, newToken, testOwner } from './conformance';
+import { describePersister, newToken, testOwner, waitUntil } from './conformance';
 
 // ---------------------------------------------------------------------------------------------
 // 1. Conformance against a real server, or a loud, named "not run".
@@ -79,12 +82,61 @@ if (MONGODB_URL || MEMORY_SERVER) {
       };
     });
   }
+  describe(`Coalescer on MongoDB (${MONGODB_URL ? 'MONGODB_URL' : 'mongodb-memory-server'}): outcomes in <collection>_outcomes`, () => {
+    let target: MongoTarget;
+    let client: MongoClient;
+    let db: Db;
+    const collectionName = `coalescer_${randomBytes(4).toString('hex')}`;
+    beforeAll(async () => {
+      target = await startTarget();
+      client = new MongoClient(target.url, { serverSelectionTimeoutMS: 5_000 });
+      db = client.db(process.env.MONGODB_DB ?? 'singleton_test');
+    });
+    afterAll(async () => {
+      for (const name of [collectionName, `${collectionName}_outcomes`]) await db.collection(name).drop().catch(() => undefined);
+      await client.close();
+      await target.stop?.();
+    });
+
+    it('runs fn once for two Coalescers (no outcomes option), the waiter polling the stored outcome; it expires by the server clock', async () => {
+      const a = new Coalescer(new MongoPersister(db, { collection: collectionName }), { resultTtlMs: 1_000, retryIntervalMs: 50 });
+      const b = new Coalescer(new MongoPersister(db, { collection: collectionName }), { resultTtlMs: 1_000, retryIntervalMs: 50 });
+      try {
+        let runs = 0;
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        const fromA = a.run('report', async () => {
+          runs++;
+          await gate;
+          return { total: 42 };
+        });
+        await waitUntil(async () => (await db.collection(collectionName).countDocuments({ _id: 'report' } as Document)) === 1, 5_000, 'a to hold');
+        const fromB = b.run('report', async () => {
+          runs++;
+          return { total: -1 };
+        });
+        release();
+        expect(await fromA).toEqual({ total: 42 });
+        expect(await fromB).toEqual({ total: 42 });
+        expect(runs).toBe(1);
+        const stored = await db.collection(`${collectionName}_outcomes`).findOne({ _id: 'report' } as Document);
+        expect(JSON.parse(String(stored?.outcome))).toMatchObject({ ok: true, value: { total: 42 } });
+        await waitUntil(async () => (await (outcomeStoreFor(new MongoPersister(db, { collection: collectionName })).store.get('report'))) === null, 5_000, 'the outcome to expire');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
 } else {
   const reason = 'no MongoDB — set MONGODB_URL=mongodb://… to run';
   // eslint-disable-next-line no-console
-  console.warn(`MongoPersister conformance suite NOT RUN (${reason}).`);
+  console.warn(`MongoPersister conformance suite and the Coalescer's MongoDB outcome store NOT RUN (${reason}).`);
   describe(`MongoPersister conformance (not run: ${reason})`, () => {
     it.todo(`run the persister conformance suite against MongoDB (${reason})`);
+  });
+  describe(`Coalescer on MongoDB (not run: ${reason})`, () => {
+    it.todo(`run the Coalescer with its outcomes in <collection>_outcomes against MongoDB (${reason})`);
   });
 }
 
@@ -545,6 +597,21 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
 // ---------------------------------------------------------------------------------------------
 // 2c. Construction and a down server.
 // ---------------------------------------------------------------------------------------------
+
+describe('MongoPersister: the Coalescer keeps its outcomes beside the leases (no server)', () => {
+  it('in <collection>_outcomes of the same database, polled (no subscribe), with the persister\'s write concern', async () => {
+    const client = new MongoClient('mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=100'); // never connected
+    const persister = new MongoPersister(client.db('app'), { collection: 'locks', writeConcern: { w: 2 } });
+    const { store, owned } = outcomeStoreFor(persister);
+    expect(store).toBeInstanceOf(MongoOutcomeStore);
+    expect(owned).toBe(true);
+    expect((store as MongoOutcomeStore).collection.collectionName).toBe('locks_outcomes');
+    expect((store as MongoOutcomeStore).collection.dbName).toBe('app');
+    expect(store.subscribe).toBeUndefined();
+    await expect(store.get('k')).rejects.toBeInstanceOf(PersisterError);
+    await client.close();
+  });
+});
 
 describe('MongoPersister: construction', () => {
   const client = new MongoClient('mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=100'); // never connected
