@@ -40,6 +40,8 @@ export class LeaseKeeper {
   private readonly entries = new Map<KeptLease, Entry>();
   private timer: NodeJS.Timeout | undefined;
   private armedFor = Infinity;
+  /** Stops listening for the persister's reconnects; set while at least one lease is kept. */
+  private stopReconnect: (() => void) | undefined;
 
   constructor(private readonly persister: Persister) {}
 
@@ -53,7 +55,20 @@ export class LeaseKeeper {
     const entry: Entry = { lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0 };
     this.schedule(entry, lease.sentAt, lease.roundTripMs);
     this.entries.set(lease, entry);
+    this.stopReconnect ??= this.persister.onReconnect?.(() => this.renewAllNow());
     this.arm(Math.min(entry.nextDue, entry.deadline));
+  }
+
+  /**
+   * The store's connection came back after a drop (it may have restarted and forgotten every
+   * lease): renew every kept lease now rather than at its next interval, so a lease that is
+   * gone is reported lost within a round trip. Renewals already in flight answer for themselves.
+   */
+  private renewAllNow(): void {
+    const now = monotonicNow();
+    for (const entry of this.entries.values()) if (!entry.inFlight) entry.nextDue = Math.min(entry.nextDue, now);
+    this.disarm();
+    this.tick();
   }
 
   /** Stops renewing `lease`; an answer still in flight for it is ignored. */
@@ -80,6 +95,10 @@ export class LeaseKeeper {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.armedFor = Infinity;
+    if (this.entries.size === 0) {
+      this.stopReconnect?.();
+      this.stopReconnect = undefined;
+    }
   }
 
   private tick(): void {
@@ -91,6 +110,7 @@ export class LeaseKeeper {
     for (const entry of this.entries.values()) {
       if (entry.deadline <= now) {
         this.entries.delete(entry.lease);
+        if (this.entries.size === 0) this.disarm();
         entry.lease.onLost('store-unreachable');
         continue;
       }

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError, toPersisterError } from '../errors';
 import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
+import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
 import { deliver, RedisChannelSubscriber, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
 import type {
@@ -126,6 +127,7 @@ export class RedisPersister implements Persister {
 
   private lastConnectionError: Error | undefined;
   private readonly releases: RedisChannelSubscriber;
+  private reconnects: ReconnectWatcher | undefined;
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -232,6 +234,14 @@ export class RedisPersister implements Persister {
    */
   watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
     return this.releases.subscribe(this.channel(name), () => onRelease(), `Watching lock "${name}"`);
+  }
+
+  /**
+   * Calls `listener` each time the client's connection comes back after a drop (not on its
+   * first connect): a restarted Redis may have forgotten every lease. Returns the stop function.
+   */
+  onReconnect(listener: () => void): () => void {
+    return (this.reconnects ??= new ReconnectWatcher(this.client as unknown as ReconnectingClient)).add(listener);
   }
 
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */
