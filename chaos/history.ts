@@ -42,7 +42,7 @@ export type RunEvent =
   | { type: 'nemesis'; kind: string; slot: number; pid: number; start: number; end: number; back?: number }
   | { type: 'exit'; slot: number; pid: number; code: number | null; signal: string | null; expected: boolean; t: number };
 
-/** What a worker tells the suite over IPC when it enters a critical section (the suite aims its strikes with it). */
+/** What a worker tells the suite over IPC when it has read the registers and starts its work (the suite aims its strikes with it). */
 export interface AcquiredMessage {
   acquired: string;
   workMs: number;

@@ -203,7 +203,7 @@ class Run {
 }
 
 /**
- * The next worker to enter its critical section (with at least `minWorkMs` of work ahead when given):
+ * The next worker to start the work of its critical section (with at least `minWorkMs` of it when given):
  * strikes land on a holder in the middle of its work, not between operations. Resolves undefined
  * when none comes within `withinMs`.
  */
@@ -250,10 +250,12 @@ async function runPhase(run: Run, nemesis: Nemesis, persister: RedisPersister, r
   progress(`phase ${nemesis}: ${NEMESIS_DESCRIPTIONS[nemesis]} (${strikes.length} strikes in ${phaseMs / 1000} s)`);
   for (const strike of strikes) {
     await sleep(strike.gapMs);
+    const left = phaseMs - (Date.now() - started);
+    if (left < ttlMs) break; // waiting for targets and respawns ate the phase: no strike that would overrun it
     // Partitions and restarts matter to a holder with work still ahead: aim them at a long critical
     // section (a partition at one that outlives the lease, a restart at one that outlives the store's outage).
     const minWorkMs = nemesis === 'partition' ? ttlMs * 1.2 : nemesis === 'restart' ? ttlMs * 0.5 : 0;
-    const section = await nextSection(run, minWorkMs, 10 * ttlMs);
+    const section = await nextSection(run, minWorkMs, Math.min(10 * ttlMs, left - ttlMs));
     // Land somewhere in its work (for a long section, in its first quarter: with work still ahead).
     if (section) await sleep(strike.aim * section.workMs * (minWorkMs > 0 ? 0.25 : 1));
     const holder = section ?? (await storeHolder(run, persister));

@@ -98,7 +98,6 @@ async function work(op: string, signal: AbortSignal): Promise<void> {
   const fence = String(singleton.fencingToken);
   history.append({ type: 'acquired', op, fence });
   const ms = workMs();
-  process.send?.({ acquired: op, workMs: ms } satisfies AcquiredMessage);
   signal.addEventListener(
     'abort',
     () => history.append({ type: 'abort', op, reason: signal.reason instanceof LockLostError ? String(signal.reason.reason) : describe(signal.reason) }),
@@ -121,6 +120,8 @@ async function work(op: string, signal: AbortSignal): Promise<void> {
   } catch (error) {
     history.append({ type: 'storage-error', op, reg: 'fenced', error: describe(error) });
   }
+  // Tell the suite where we are: its strikes land in this sleep (between read and write), or just after.
+  process.send?.({ acquired: op, workMs: ms } satisfies AcquiredMessage);
   await sleep(ms);
   if (signal.aborted) {
     history.append({ type: 'skip-write', op });
