@@ -82,9 +82,11 @@ export async function startRedisSentinel(timeoutMs = 30_000): Promise<RedisSenti
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const primary = await startRedisServer();
+    // A replica writes the snapshot it receives (after a failover, so does the old primary) into its
+    // directory: the temporary one, not the directory the tests run from. (`dir` cannot be set later.)
+    const primary = await startRedisServer(undefined, ['--dir', dir]);
     servers.push(primary);
-    const replica = await startRedisServer();
+    const replica = await startRedisServer(undefined, ['--dir', dir]);
     servers.push(replica);
     const replicaAdmin = admin(replica.port);
     await replicaAdmin.replicaof(HOST, primary.port);
