@@ -113,7 +113,7 @@ export function check(entries: readonly Entry[], run: readonly RunEvent[], final
   const ops = new Map<string, Op>();
   const unhandled: Report['unhandled'] = [];
   for (const e of [...entries].sort((a, b) => a.t - b.t)) {
-    if (e.type === 'unhandled') unhandled.push({ pid: e.pid, error: e.error });
+    if (e.type === 'unhandled') unhandled.push({ pid: e.pid, error: e.error.split('\n')[0] });
     const id = 'op' in e ? e.op : undefined;
     if (!id) continue;
     let op = ops.get(id);

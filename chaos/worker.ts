@@ -29,12 +29,14 @@ const history = new HistoryFile(join(runDir, `history-${slot}-${process.pid}.jso
 history.append({ type: 'start' });
 
 const describe = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+// With the stack: the checker reports the first line, the history keeps where it came from.
+const withStack = (error: unknown) => (error instanceof Error && error.stack ? `${describe(error)}\n${error.stack}` : describe(error));
 process.on('unhandledRejection', (error) => {
-  history.append({ type: 'unhandled', error: describe(error) });
+  history.append({ type: 'unhandled', error: withStack(error) });
   process.exit(3);
 });
 process.on('uncaughtException', (error) => {
-  history.append({ type: 'unhandled', error: describe(error) });
+  history.append({ type: 'unhandled', error: withStack(error) });
   process.exit(4);
 });
 process.on('disconnect', () => process.exit(0));

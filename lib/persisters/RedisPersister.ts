@@ -4,7 +4,7 @@ import { checkBoolean, checkInteger, describeValue, expected } from '../validate
 import { getDefaultLogger, isLogger, type Logger } from '../logger';
 import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
 import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
-import { deliver, RedisChannelSubscriber, type SubscriberConnection } from './RedisChannelSubscriber';
+import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
 import type {
   AcquireRequest,
@@ -274,9 +274,9 @@ export class RedisPersister implements Persister {
     }
   }
 
-  /** A connection for pub/sub with the client's settings; it queues commands until connected. */
+  /** A connection for pub/sub with the client's settings (see SUBSCRIBER_CONNECTION_OPTIONS). */
   private duplicate(): SubscriberConnection {
-    const override = { enableOfflineQueue: true };
+    const override = { ...SUBSCRIBER_CONNECTION_OPTIONS };
     return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
 

@@ -127,3 +127,35 @@ describe('a holder on a Redis that restarts empty', () => {
     expect(client.listenerCount('ready')).toBe(before);
   });
 });
+
+describe('the release subscriber across a reconnect', () => {
+  it('leaves no unhandled rejection when re-subscribing after a reconnect fails', async () => {
+    // Found by `npm run chaos` (a worker died of "Connection is closed." during store restarts):
+    // ioredis re-subscribes on its own after a reconnect and does not handle that SUBSCRIBE's
+    // failure; the persister re-subscribes itself (handled), so ioredis's must be off. Made
+    // deterministic here with an ACL change: Redis drops the subscriber, and the re-SUBSCRIBE fails.
+    const admin = connect();
+    await admin.acl('SETUSER', 'watcher', 'on', '>secret', '~*', '&*', '+@all');
+    const client = new Redis(server.port, '127.0.0.1', { username: 'watcher', password: 'secret', retryStrategy: () => 20 });
+    client.on('error', () => undefined);
+    clients.push(client);
+    const persister = new RedisPersister(client);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let woken = 0;
+      const unwatch = await persister.watch('resubscribe', () => (woken += 1));
+      // Redis 7 disconnects a subscriber whose channel permission is withdrawn; it reconnects, and
+      // every SUBSCRIBE now fails with NOPERM.
+      await admin.acl('SETUSER', 'watcher', 'resetchannels');
+      await waitUntil(() => woken > 0, 5_000, 'the watcher was woken after the reconnect');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(unhandled).toEqual([]);
+      await unwatch();
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await admin.acl('DELUSER', 'watcher');
+    }
+  });
+});
