@@ -45,7 +45,7 @@ const USAGE = `usage: npm run chaos [-- options]
   --workers N           worker processes contending for the lock (default 8)
   --seed N              seed of the nemesis schedule (default: random, printed)
   --ttl MS              lease length (default 1000)
-  --phase MS            length of each phase (default 45000, --quick 10000)
+  --phase MS            length of each phase (default 60000, --quick 10000)
   --nemesis a,b         phases to run, of ${NEMESES.join(', ')} (default all)
   --lock-redis URL      use this Redis as the lock store (no restart nemesis: it is not ours to kill)
   --storage-redis URL   use this Redis for the registers
@@ -86,7 +86,7 @@ function parseArgs(argv: string[]): Args {
       args.nemeses = list as Nemesis[];
     } else usage(`unknown argument ${flag}`);
   }
-  if (args.phaseMs === 0) args.phaseMs = args.quick ? 10_000 : 45_000;
+  if (args.phaseMs === 0) args.phaseMs = args.quick ? 10_000 : 60_000;
   if (args.lockRedis && args.nemeses.includes('restart')) {
     process.stderr.write('chaos: skipping the restart phase: the lock store was given (--lock-redis), so it is not ours to kill\n');
     args.nemeses = args.nemeses.filter((n) => n !== 'restart');
