@@ -7,6 +7,7 @@ import { bindControl, type Lease, LeaseControl } from './Lease';
 import { keeperFor, type KeptLease, type LeaseKeeper } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
+import { CallbackPersisterAdapter, type CallbackPersister, fromCallbackPersister } from './persisters/fromCallbackPersister';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { type HookEntry, processHooks } from './processHooks';
 import { safeEmit } from './safeEmit';
@@ -95,23 +96,19 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   /**
    * @param name 1..200 printable characters.
-   * @param persister the store, e.g. `new RedisPersister(redis)` or `new FilePersister()`.
+   * @param persister the store, e.g. `new RedisPersister(redis)` or `new FilePersister()`; a
+   *   seed-style callback persister is wrapped with `fromCallbackPersister` (logged once).
    * @param options see {@link SingletonOptions}; every bad value throws here.
    */
-  constructor(name: string, persister: Persister, options?: SingletonOptions) {
+  constructor(name: string, persister: Persister | CallbackPersister, options?: SingletonOptions) {
     super();
     this.name = checkName(name);
-    if (!isPersister(persister)) {
-      throw new TypeError(
-        expected('persister', 'a Persister (acquire, renew, release, inspect); wrap a seed-style callback persister with fromCallbackPersister()', persister),
-      );
-    }
-    this.persister = persister;
     this.options = normalizeOptions(options);
+    this.persister = asPersister(persister, this.options);
     this.owner = this.options.owner;
     this.ownerInfo = { owner: this.owner, hostname: this.options.hostname, pid: this.options.pid };
-    this.keeper = keeperFor(persister);
-    this.fences = persister.capabilities?.fencing !== false;
+    this.keeper = keeperFor(this.persister);
+    this.fences = this.persister.capabilities?.fencing !== false;
   }
 
   /** One pino child per instance with `{ lock, owner }` bound, made on first use. */
@@ -373,6 +370,13 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (emit && next !== 'idle') safeEmit(this, next, event);
   }
 
+  private emitExpired(previous: LockInfo): void {
+    this.emitEvent('expired', {
+      previous,
+      message: `took "${this.name}" out of the store from ${describeHolder(previous)}, whose lease had expired`,
+    });
+  }
+
   private emitEvent<E extends 'expired' | 'renewed'>(event: E, payload: EventPayload<E>): void {
     const full = { name: this.name, ...payload } as SingletonEvents[E][0];
     if (event === 'expired' && this.logs('warn')) this.log.warn(loggable(full), full.message);
@@ -479,10 +483,12 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       // free that lease at once rather than leave it to expire. Owner-checked, so harmless otherwise.
       this.persister.release({ name: this.name, token }).catch(() => undefined);
       this.setState('idle', { message: `could not reach the store to lock "${this.name}"` });
+      if (error.expired) this.emitExpired(error.expired);
       this.reportError(error);
       throw error;
     }
     if (!result.acquired) {
+      if (result.expired) this.emitExpired(result.expired);
       const changed = !this.lastHolder || !sameHolder(this.lastHolder, result.holder);
       this.lastHolder = result.holder;
       // A one-shot lock() that finds the lock taken is worth a warning; acquire() callers
@@ -522,6 +528,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       renewIntervalMs: this.options.renewIntervalMs,
       sentAt,
       roundTripMs: monotonicNow() - sentAt,
+      expiresAt: info.expiresAt,
       onRenewed: (expiresAt) => this.onRenewed(held, expiresAt),
       onLost: (reason, holder) => this.onLost(held, reason, holder),
       onError: (error) => this.reportError(error),
@@ -537,12 +544,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       { fencingToken, expiresAt: info.expiresAt, message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}` },
       { emit: false },
     );
-    if (result.expired) {
-      this.emitEvent('expired', {
-        previous: result.expired,
-        message: `took over "${this.name}" from ${describeHolder(result.expired)}, whose lease had expired`,
-      });
-    }
+    if (result.expired) this.emitExpired(result.expired);
     if (this.held === held) {
       safeEmit(this, 'locked', {
         name: this.name,
@@ -664,6 +666,44 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const untilExpiry = this.lastHolder.expiresAt.getTime() - Date.now();
     return Math.min(retry, Math.max(1, untilExpiry + 2) + Math.random() * 10);
   }
+}
+
+/** Whether `value` is a seed-style callback persister (singleton-process v1). */
+function isCallbackPersister(value: unknown): value is CallbackPersister {
+  if (value === null || typeof value !== 'object') return false;
+  const p = value as Record<string, unknown>;
+  return ['persistLock', 'deleteLock', 'lockExists'].every((m) => typeof p[m] === 'function');
+}
+
+const wrappedLegacy = new WeakMap<object, Persister>();
+
+/**
+ * The persister a Singleton runs on: a {@link Persister} as it is; a seed-style callback
+ * persister wrapped once with `fromCallbackPersister` (logged once), its staleness the
+ * Singleton's lease length. Anything else is a TypeError.
+ */
+function asPersister(value: unknown, options: NormalizedOptions): Persister {
+  if (isPersister(value)) {
+    if (value instanceof CallbackPersisterAdapter) value.adoptLeaseLength(options.ttlMs);
+    return value;
+  }
+  if (isCallbackPersister(value)) {
+    let wrapped = wrappedLegacy.get(value);
+    if (!wrapped) {
+      wrapped = fromCallbackPersister(value, { staleAfterMs: options.ttlMs });
+      wrappedLegacy.set(value, wrapped);
+      options.logger.warn(
+        { staleAfterMs: options.ttlMs },
+        'a seed-style callback persister (persistLock, deleteLock, lockExists) was wrapped with fromCallbackPersister(): ' +
+          'it has no server clock, no fencing and no release notifications, and a lock older than the lease length ' +
+          `(${options.ttlMs} ms) is taken over; see the README's "Migrating from singleton-process"`,
+      );
+    } else if (wrapped instanceof CallbackPersisterAdapter) wrapped.adoptLeaseLength(options.ttlMs);
+    return wrapped;
+  }
+  throw new TypeError(
+    expected('persister', 'a Persister (acquire, renew, release, inspect), or a seed-style callback persister (persistLock, deleteLock, lockExists) to wrap with fromCallbackPersister()', value),
+  );
 }
 
 /** Whether `value` has the four methods of a {@link Persister}. */

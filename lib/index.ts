@@ -48,6 +48,8 @@ export type { MongoPersisterOptions } from './persisters/MongoPersister';
 export { fromCallbackPersister } from './persisters/fromCallbackPersister';
 export type { CallbackPersister, CallbackPersisterOptions } from './persisters/fromCallbackPersister';
 export { persisterFromUrl, PERSISTER_URL_SCHEMES } from './persisters/fromUrl';
+export { persisters } from './persisters/seedPersisters';
+export type { SeedPersisterConstructor } from './persisters/seedPersisters';
 export type { OwnedPersister, PersisterFromUrlOptions } from './persisters/fromUrl';
 
 export { Coalescer, COALESCER_DEFAULTS } from './Coalescer';
