@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError } from '../errors';
-import { RedisChannelSubscriber, type SubscriberConnection } from '../persisters/RedisChannelSubscriber';
+import { RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from '../persisters/RedisChannelSubscriber';
 import { withRedisTimeout } from '../persisters/redisTimeout';
 import { checkInteger, expected } from '../validate';
 import type { OutcomeStore } from './OutcomeStore';
@@ -121,9 +121,9 @@ export class RedisOutcomeStore implements OutcomeStore {
     return `${this.keyPrefix}{${key}}:outcome`;
   }
 
-  /** A connection for pub/sub with the client's settings; it queues commands until connected. */
+  /** A connection for pub/sub with the client's settings (see SUBSCRIBER_CONNECTION_OPTIONS). */
   private duplicate(): SubscriberConnection {
-    const override = { enableOfflineQueue: true };
+    const override = { ...SUBSCRIBER_CONNECTION_OPTIONS };
     return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
 

@@ -9,6 +9,15 @@ export interface SubscriberConnection {
   disconnect(): void;
 }
 
+/**
+ * Options for the duplicated connection a subscriber runs on: it queues commands until connected,
+ * and ioredis does NOT re-subscribe by itself after a reconnect. The subscriber does that itself,
+ * confirmed and with its failures handled; ioredis's own re-SUBSCRIBE has no rejection handler
+ * (ioredis ≤ 5.9), so a reconnect that fails again at that moment (the connection closed under it,
+ * NOPERM) ended the process with an unhandled rejection — found by `npm run chaos`.
+ */
+export const SUBSCRIBER_CONNECTION_OPTIONS = Object.freeze({ enableOfflineQueue: true, autoResubscribe: false });
+
 /** Bounds one operation in time and turns its failure into a `PersisterError`. */
 export type TimedRunner = <T>(what: string, op: () => Promise<T>) => Promise<T>;
 

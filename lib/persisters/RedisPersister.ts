@@ -1,7 +1,10 @@
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError, toPersisterError } from '../errors';
 import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
-import { deliver, RedisChannelSubscriber, type SubscriberConnection } from './RedisChannelSubscriber';
+import { getDefaultLogger, isLogger, type Logger } from '../logger';
+import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
+import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
+import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
 import type {
   AcquireRequest,
@@ -40,6 +43,11 @@ export interface RedisPersisterOptions {
    * @default false
    */
   ownsClient?: boolean;
+  /**
+   * Where the persister logs (once: a warning when Redis may evict leases). Any pino-compatible logger.
+   * @default the library's pino logger (level from SINGLETON_LOG_LEVEL, else warn)
+   */
+  logger?: Logger;
 }
 
 /** Defaults of {@link RedisPersisterOptions}. */
@@ -126,6 +134,9 @@ export class RedisPersister implements Persister {
 
   private lastConnectionError: Error | undefined;
   private readonly releases: RedisChannelSubscriber;
+  private reconnects: ReconnectWatcher | undefined;
+  private readonly logger: Logger;
+  private evictionChecked = false;
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -145,6 +156,10 @@ export class RedisPersister implements Persister {
     this.keyPrefix = keyPrefix;
     this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
     this.ownsClient = checkBoolean('options.ownsClient', ownsClient);
+    if (options.logger !== undefined && !isLogger(options.logger)) {
+      throw new TypeError(expected('options.logger', 'a pino-compatible logger (with debug, info, warn and error methods)', options.logger));
+    }
+    this.logger = options.logger ?? getDefaultLogger();
     if (this.ownsClient) {
       // Our own connection: its failures reach callers as PersisterErrors (naming the last
       // connection error), so ioredis must not also print "Unhandled error event" to stderr.
@@ -167,6 +182,11 @@ export class RedisPersister implements Persister {
     const what = `Acquiring lock "${name}"`;
     const args = [token, ttlMs, owner.owner, owner.hostname, owner.pid];
     const raw = await this.run(what, ACQUIRE_SCRIPT, this.keys(name), args);
+    if (!this.evictionChecked) {
+      // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
+      this.evictionChecked = true;
+      void warnIfLeasesCanBeEvicted(this.client as unknown as ConfigClient, this.logger);
+    }
     if (!Array.isArray(raw)) throw this.unexpected(what, raw);
     const reply = raw as string[];
     if (reply[0] === 'HELD') return { acquired: false, holder: holderFrom(name, reply, 1) };
@@ -234,6 +254,14 @@ export class RedisPersister implements Persister {
     return this.releases.subscribe(this.channel(name), () => onRelease(), `Watching lock "${name}"`);
   }
 
+  /**
+   * Calls `listener` each time the client's connection comes back after a drop (not on its
+   * first connect): a restarted Redis may have forgotten every lease. Returns the stop function.
+   */
+  onReconnect(listener: () => void): () => void {
+    return (this.reconnects ??= new ReconnectWatcher(this.client as unknown as ReconnectingClient)).add(listener);
+  }
+
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */
   async close(): Promise<void> {
     this.releases.close();
@@ -246,9 +274,9 @@ export class RedisPersister implements Persister {
     }
   }
 
-  /** A connection for pub/sub with the client's settings; it queues commands until connected. */
+  /** A connection for pub/sub with the client's settings (see SUBSCRIBER_CONNECTION_OPTIONS). */
   private duplicate(): SubscriberConnection {
-    const override = { enableOfflineQueue: true };
+    const override = { ...SUBSCRIBER_CONNECTION_OPTIONS };
     return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
 
