@@ -2,7 +2,8 @@ import './polyfills';
 import { EventEmitter } from 'node:events';
 import { abortError, LockLostError, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
-import { keeperFor, type KeptLease, type LeaseKeeper } from './LeaseKeeper';
+import { keeperFor, type KeptLease } from './LeaseKeeper';
+import { type Keeper, threadKeeperFor } from './keepAlive/threadKeeper'; // keepAlive: 'thread' (issue 11)
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
@@ -63,7 +64,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private readonly options: NormalizedOptions;
   private childLog: Logger | undefined;
   private readonly ownerInfo: OwnerInfo;
-  private readonly keeper: LeaseKeeper;
+  private readonly keeper: Keeper;
   private hooks: HookEntry | undefined;
   private currentState: State = 'idle';
   private held: HeldLease | undefined;
@@ -89,7 +90,16 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     this.options = normalizeOptions(options);
     this.owner = this.options.owner;
     this.ownerInfo = { owner: this.owner, hostname: this.options.hostname, pid: this.options.pid };
-    this.keeper = keeperFor(persister);
+    // keepAlive: 'thread' (issue 11): the keep-alive thread's keeper; it refuses (TypeError) a store no other thread can reach.
+    this.keeper =
+      this.options.keepAlive === 'thread'
+        ? threadKeeperFor(persister, { ...this.options, owner: this.owner, exitOnLost: () => this.exitsOnLost(), logger: this.log })
+        : keeperFor(persister);
+  }
+
+  /** Whether a loss ends the process now: `onLost: 'exit'`, or no `onLost` and no `lost` listener. */
+  private exitsOnLost(): boolean {
+    return this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
   }
 
   /** One pino child per instance with `{ lock, owner }` bound, made on first use. */
@@ -415,7 +425,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (!held || this.currentState !== 'locked') return;
     this.held = undefined;
     processHooks.unregister(this.hookEntry);
-    const exit = this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
+    const exit = this.exitsOnLost();
     if (reason === 'store-unreachable') {
       // Best effort: if the store comes back before expiry, free it for the next holder at once.
       this.persister.release({ name: this.name, token: held.token }).catch(() => undefined);

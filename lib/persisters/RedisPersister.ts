@@ -1,5 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError, toPersisterError } from '../errors';
+import { redisThreadDescriptor } from '../keepAlive/redisDescriptor';
+import type { ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
 import { deliver, RedisChannelSubscriber, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
@@ -232,6 +234,17 @@ export class RedisPersister implements Persister {
    */
   watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
     return this.releases.subscribe(this.channel(name), () => onRelease(), `Watching lock "${name}"`);
+  }
+
+  /**
+   * How the keep-alive thread (`keepAlive: 'thread'`) reaches this Redis on its own
+   * connection: the client's options (standalone or Sentinel), or the Cluster's
+   * startup nodes and options; TLS and credentials included. Options that are
+   * functions (a custom `retryStrategy`, `natMap` as a function…) cannot cross
+   * threads: the thread's connection uses the defaults instead, and says so in the log.
+   */
+  threadDescriptor(): ThreadDescriptor {
+    return redisThreadDescriptor(this.client, { keyPrefix: this.keyPrefix, operationTimeoutMs: this.operationTimeoutMs });
   }
 
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */

@@ -1,0 +1,31 @@
+/**
+ * Starts the keep-alive worker from wherever the library runs: the compiled
+ * `worker.js` beside this module (dist/cjs, which the ESM entry re-exports, or any
+ * other compiled copy), or, when the library runs from its TypeScript sources (the
+ * repository's tests under ts-jest or tsx), `worker.ts` through tsx's CommonJS hook.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { KeepAliveWorkerData } from './protocol';
+
+/** A new keep-alive worker, unref'd: it never keeps the process alive. */
+export function startKeepAliveWorker(workerData: KeepAliveWorkerData): Worker {
+  const compiled = join(__dirname, 'worker.js');
+  let worker: Worker;
+  if (existsSync(compiled)) {
+    worker = new Worker(compiled, { workerData });
+  } else {
+    const source = join(__dirname, 'worker.ts');
+    let tsx: string;
+    try {
+      tsx = require.resolve('tsx/cjs/api');
+    } catch {
+      throw new Error(`singleton-process: the keep-alive worker is missing (${compiled}); rebuild the package (npm run build)`);
+    }
+    const code = `require(${JSON.stringify(tsx)}).register();\nrequire(${JSON.stringify(source)});\n`;
+    worker = new Worker(code, { eval: true, workerData });
+  }
+  worker.unref();
+  return worker;
+}
