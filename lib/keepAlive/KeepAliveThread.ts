@@ -4,9 +4,9 @@
  * stamps the heartbeat the worker reads, routes the worker's reports to the leases, and
  * stops the worker once nothing has been held for {@link IDLE_STOP_MS}.
  *
- * Until the worker has started (tens of ms from compiled JavaScript, more under a
- * TypeScript loader) a new lease is renewed by the store's loop keeper, and handed to
- * the worker once it says it is ready: a slow thread start never costs a lease.
+ * Until the worker has started and opened its own connection to the lease's store (tens
+ * of ms on an idle machine), a new lease is renewed by the store's loop keeper, and handed
+ * to the worker once it says that store is ready: a slow thread start never costs a lease.
  */
 import type { Worker } from 'node:worker_threads';
 import { PersisterError } from '../errors';
@@ -76,7 +76,6 @@ export function heartbeatIntervalMs(maxBlockMs: number): number {
 /** The process-wide keep-alive thread: every keeper of the process shares it ({@link keepAliveThread}). */
 export class KeepAliveThread {
   private worker: Worker | undefined;
-  private ready = false;
   private readyWaiters: Array<() => void> = [];
   private readonly heartbeat = new BigInt64Array(new SharedArrayBuffer(8));
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -88,6 +87,7 @@ export class KeepAliveThread {
   private readonly byKept = new Map<KeptLease, Entry>();
   private readonly stores = new Map<number, ThreadStore>();
   private readonly storesSent = new Set<number>();
+  private readonly storesReady = new Set<number>();
   private nextId = 1;
   private nextStore = 1;
 
@@ -101,10 +101,22 @@ export class KeepAliveThread {
     return this.worker !== undefined;
   }
 
-  /** Resolves once the worker has started and renews every lease added so far (at once when nothing is held). */
+  /** Resolves once the thread renews every lease added so far (at once when nothing is held). */
   whenReady(): Promise<void> {
-    if (this.ready || !this.worker) return Promise.resolve();
+    if (!this.anyOnLoop()) return Promise.resolve();
     return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
+  private anyOnLoop(): boolean {
+    for (const entry of this.entries.values()) if (entry.onLoop) return true;
+    return false;
+  }
+
+  private resolveWaiters(): void {
+    if (this.anyOnLoop()) return;
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /** Registers a store; returns its id for {@link add}. */
@@ -127,7 +139,11 @@ export class KeepAliveThread {
     Atomics.store(this.pages[page], base + SLOT_ID, entry.id);
     this.entries.set(entry.id, entry);
     this.byKept.set(lease.kept, entry);
-    if (this.ready) this.sendAdd(entry);
+    if (!this.storesSent.has(store)) {
+      this.send({ t: 'store', store, descriptor: known.descriptor });
+      this.storesSent.add(store);
+    }
+    if (this.storesReady.has(store)) this.sendAdd(entry);
     else this.keepOnLoop(entry, known);
   }
 
@@ -135,8 +151,9 @@ export class KeepAliveThread {
   remove(kept: KeptLease): boolean {
     const entry = this.byKept.get(kept);
     if (!entry) return false;
+    const inThread = !entry.onLoop;
     this.forget(entry);
-    if (this.worker && this.ready) this.send({ t: 'remove', id: entry.id });
+    if (inThread) this.send({ t: 'remove', id: entry.id });
     return true;
   }
 
@@ -180,10 +197,6 @@ export class KeepAliveThread {
 
   private sendAdd(entry: Entry): void {
     const { kept, maxBlockMs, log } = entry.lease;
-    if (!this.storesSent.has(entry.store)) {
-      this.send({ t: 'store', store: entry.store, descriptor: (this.stores.get(entry.store) as ThreadStore).descriptor });
-      this.storesSent.add(entry.store);
-    }
     this.send({
       t: 'add',
       id: entry.id,
@@ -217,7 +230,7 @@ export class KeepAliveThread {
     const page = this.pages.length;
     const slots = newSlotPage();
     this.pages.push(slots);
-    if (this.worker && this.ready) this.send({ t: 'page', page, buffer: slots.buffer as SharedArrayBuffer });
+    this.send({ t: 'page', page, buffer: slots.buffer as SharedArrayBuffer });
     for (let slot = SLOTS_PER_PAGE - 1; slot > 0; slot--) this.freeSlots.push([page, slot]);
     return [page, 0];
   }
@@ -229,7 +242,7 @@ export class KeepAliveThread {
     this.stamp();
     const worker = startKeepAliveWorker({ heartbeat: this.heartbeat.buffer as SharedArrayBuffer });
     this.worker = worker;
-    this.ready = false;
+    this.pages.forEach((slots, page) => this.send({ t: 'page', page, buffer: slots.buffer as SharedArrayBuffer }));
     worker.on('message', (m: FromWorker) => {
       if (this.worker === worker) this.onMessage(m);
     });
@@ -237,18 +250,16 @@ export class KeepAliveThread {
     worker.on('exit', (code) => this.onWorkerGone(worker, new Error(`the keep-alive thread exited with code ${code}`)));
   }
 
-  private onReady(): void {
-    this.ready = true;
-    this.pages.forEach((slots, page) => this.send({ t: 'page', page, buffer: slots.buffer as SharedArrayBuffer }));
+  /** The thread reaches `store` now: its leases move from the event loop to the thread. */
+  private onStoreReady(store: number): void {
+    this.storesReady.add(store);
     for (const entry of this.entries.values()) {
+      if (entry.store !== store || !entry.onLoop) continue;
       // Off the loop first, then to the thread: never renewed by both, never by neither for long.
       this.offLoop(entry);
       this.sendAdd(entry);
     }
-    const waiters = this.readyWaiters;
-    this.readyWaiters = [];
-    for (const resolve of waiters) resolve();
-    if (this.entries.size === 0) this.scheduleStop();
+    this.resolveWaiters();
   }
 
   /** (Re)arms the heartbeat timer if it is not already this frequent. */
@@ -277,7 +288,7 @@ export class KeepAliveThread {
   }
 
   private onMessage(m: FromWorker): void {
-    if (m.t === 'ready') return this.onReady();
+    if (m.t === 'store-ready') return this.onStoreReady(m.store);
     if (m.t === 'fatal') {
       this.failStore(m.store, new PersisterError(`The keep-alive thread could not open its own connection to the store: ${m.message}.`));
       return;
@@ -307,25 +318,24 @@ export class KeepAliveThread {
     const failed = [...this.entries.values()].filter((e) => e.store === store);
     for (const entry of failed) {
       this.forget(entry);
-      if (this.worker && this.ready) this.send({ t: 'remove', id: entry.id });
+      this.send({ t: 'remove', id: entry.id });
     }
     this.stores.get(store)?.onThreadFailed(
       error,
       failed.map((e) => e.lease),
     );
+    this.resolveWaiters();
   }
 
   private onWorkerGone(worker: Worker, error: Error): void {
     if (this.worker !== worker) return; // an old worker that was asked to stop
     this.worker = undefined;
-    this.ready = false;
     this.storesSent.clear();
+    this.storesReady.clear();
     this.stopHeartbeat();
     const cause = new Error(`The keep-alive thread stopped unexpectedly: ${error.message}.`, { cause: error });
     for (const store of this.stores.keys()) this.failStore(store, cause);
-    const waiters = this.readyWaiters;
-    this.readyWaiters = [];
-    for (const resolve of waiters) resolve();
+    this.resolveWaiters();
   }
 
   private scheduleStop(): void {
@@ -342,8 +352,8 @@ export class KeepAliveThread {
     if (!worker || this.entries.size > 0) return;
     this.send({ t: 'stop' });
     this.worker = undefined;
-    this.ready = false;
     this.storesSent.clear();
+    this.storesReady.clear();
     this.stopHeartbeat();
     setTimeout(() => void worker.terminate(), STOP_TIMEOUT_MS).unref();
   }

@@ -77,7 +77,7 @@ export type ToWorker =
 
 /** Keep-alive thread → main thread. */
 export type FromWorker =
-  | { t: 'ready' }
+  | { t: 'store-ready'; store: number }
   | { t: 'renewed'; id: number; expiresAt: number; sentAt: number; roundTripMs: number }
   | { t: 'lost'; id: number; reason: LostReason; holder?: LockInfo }
   | { t: 'error'; id: number; name: string; message: string }

@@ -15,6 +15,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { LostReason } from '../errors';
 import { keeperFor, type KeptLease } from '../LeaseKeeper';
 import type { LockInfo, Persister, RenewRequest, RenewResult } from '../persisters/Persister';
+import type { ThreadDescriptor } from './descriptor';
 import { openDescriptor, type OpenedPersister } from './openDescriptor';
 import {
   clockMs,
@@ -31,6 +32,28 @@ import { seppuku, seppukuLine } from './seppuku';
 
 /** How long the main thread has to take a refused renewal (taken over, expired) before the thread ends the process. */
 export const LOST_ACK_GRACE_MS = 500;
+/** Name read once to prove the thread's own connection works before it takes leases over (never held). */
+const PROBE_NAME = 'singleton-process keep-alive probe';
+/** Attempts of that read before the thread gives the store back to the event loop. */
+const PROBE_ATTEMPTS = 4;
+
+/** Opens the store and reads once (retrying a little), so the leases move over only once the thread can renew them. */
+async function openAndProbe(descriptor: ThreadDescriptor): Promise<OpenedPersister> {
+  const persister = await openDescriptor(descriptor);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await persister.inspect(PROBE_NAME);
+      return persister;
+    } catch (error) {
+      if (attempt >= PROBE_ATTEMPTS) {
+        await persister.close().catch(() => undefined);
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+    }
+  }
+}
+
 /** Longest wait for the thread's store connections to close when it stops. */
 const CLOSE_TIMEOUT_MS = 1_000;
 
@@ -193,8 +216,11 @@ if (port && data) {
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
       case 'store': {
-        const opened = openDescriptor(m.descriptor);
-        opened.catch((error: unknown) => post({ t: 'fatal', store: m.store, message: error instanceof Error ? error.message : String(error) }));
+        const opened = openAndProbe(m.descriptor);
+        opened.then(
+          () => post({ t: 'store-ready', store: m.store }),
+          (error: unknown) => post({ t: 'fatal', store: m.store, message: error instanceof Error ? error.message : String(error) }),
+        );
         stores.set(m.store, { opened, keepers: new Map() });
         return;
       }
@@ -210,5 +236,4 @@ if (port && data) {
         return;
     }
   });
-  post({ t: 'ready' });
 }
