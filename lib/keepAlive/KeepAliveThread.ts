@@ -248,6 +248,7 @@ export class KeepAliveThread {
     });
     worker.on('error', (error) => this.onWorkerGone(worker, error));
     worker.on('exit', (code) => this.onWorkerGone(worker, new Error(`the keep-alive thread exited with code ${code}`)));
+    worker.unref(); // after the listeners: adding a 'message' listener refs the worker again
   }
 
   /** The thread reaches `store` now: its leases move from the event loop to the thread. */

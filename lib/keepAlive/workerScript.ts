@@ -10,7 +10,8 @@ import { Worker } from 'node:worker_threads';
 import type { KeepAliveWorkerData } from './protocol';
 
 /**
- * A new keep-alive worker, unref'd: it never keeps the process alive. It does not
+ * A new keep-alive worker. Unref it after attaching its listeners (a `message` listener
+ * added later refs it again), so it never keeps the process alive. It does not
  * inherit the process's `execArgv` (`--import` / `--require` hooks such as a TypeScript
  * loader or an APM agent): it runs only this library's code, and starts faster without them.
  */
@@ -30,6 +31,5 @@ export function startKeepAliveWorker(workerData: KeepAliveWorkerData): Worker {
     const code = `require(${JSON.stringify(tsx)}).register();\nrequire(${JSON.stringify(source)});\n`;
     worker = new Worker(code, { eval: true, workerData, execArgv: [] });
   }
-  worker.unref();
   return worker;
 }

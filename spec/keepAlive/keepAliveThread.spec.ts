@@ -169,6 +169,17 @@ describe.each([
     await competitor.close?.();
   }, 40_000);
 
+  test('SIGTERM: the process hooks release a thread-kept lease as in loop mode', async () => {
+    const name = uniqueName('sigterm');
+    const holder = spawnHolder({ store: store.config(), name, ttlMs: 10_000, options: { keepAlive: 'thread' }, listenLost: true }, 'sigterm holder');
+    await holder.waitForEvent('thread-ready', { timeoutMs: 20_000 });
+    holder.kill('SIGTERM');
+    const exit = await holder.waitForExit(10_000);
+    expect(exit.signal).toBe('SIGTERM');
+    expect(holder.all('released')).toHaveLength(1);
+    expect(await store.persister().inspect(name)).toBeNull(); // released, not left to expire (ttl 10 s)
+  }, 40_000);
+
   test('a frozen holder whose lease is taken over in the store ends itself within a renewal interval plus a second', async () => {
     const name = uniqueName('seppuku');
     const holder = spawnHolder(
@@ -193,3 +204,17 @@ describe.each([
     await competitor.close?.();
   }, 40_000);
 });
+
+// The file store only: a Redis client keeps its process alive by itself.
+test('the thread never keeps the process alive: a process that only holds a lock (file store) exits by itself', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'singleton-keepalive-idle-'));
+  const holder = spawnHolder(
+    { store: { kind: 'file', dir }, name: uniqueName('idle'), ttlMs: TTL_MS, options: { keepAlive: 'thread' }, nothingElse: true },
+    'idle holder',
+  );
+  const exit = await holder.waitForExit(20_000);
+  expect(exit.code).toBe(0);
+  expect(holder.all('thread-ready')).toHaveLength(1);
+  rmSync(dir, { recursive: true, force: true });
+}, 40_000);
+
