@@ -4,6 +4,7 @@ import { type OutcomeStore, outcomeStoreFor } from './coalescer/OutcomeStore';
 import { abortError, LockLostError, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { SingletonEvents } from './events';
 import { childLogger, getDefaultLogger, type Logger } from './logger';
+import { threadDescriptorOf } from './keepAlive/descriptor';
 import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { Singleton } from './Singleton';
@@ -12,7 +13,7 @@ import { checkInteger, checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
 /** Options of `new Coalescer(persister, options)`. Every one is optional. */
-export interface CoalescerOptions {
+export interface CoalescerOptions extends Pick<SingletonOptions, 'keepAlive' | 'maxBlockMs'> {
   /**
    * Lease length of a run: renewed while `fn` runs; if the runner dies, a waiter takes
    * the work over this long after its last renewal.
@@ -97,6 +98,8 @@ const KNOWN_OPTIONS = new Set([
   'shutdownTimeoutMs',
   'logger',
   'outcomes',
+  'keepAlive', // issue 11: runs renewed from the keep-alive thread
+  'maxBlockMs',
 ]);
 
 /** One key's work in this process, shared by every local caller (the singleflight). */
@@ -190,11 +193,14 @@ export class Coalescer {
       handleSignals: options.handleSignals,
       handleErrors: options.handleErrors,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
+      keepAlive: options.keepAlive, // issue 11
+      maxBlockMs: options.maxBlockMs,
       // A lost lease aborts `fn`'s signal; it never exits the process.
       onLost: 'emit',
       logger: quietConflicts(logger),
     };
     const normalized = normalizeOptions(this.singletonOptions); // checks owner, signals, logger… now
+    if (normalized.keepAlive === 'thread') threadDescriptorOf(persister); // issue 11: refuses, now, a store no other thread can reach
     this.owner = normalized.owner;
     this.ownerInfo = { owner: normalized.owner, hostname: normalized.hostname, pid: normalized.pid };
     this.log = childLogger(normalized.logger, { coalescer: this.owner });
