@@ -10,6 +10,10 @@
  * in the store), so the thread writes the one log line itself, synchronously, straight
  * to stderr (file descriptor 2), in pino's JSON format: the user's logger lives on the
  * blocked main thread.
+ *
+ * One place where even that fails: a process that is PID 1 of its pid namespace (Node run
+ * directly as a container's entry point) — the kernel ignores a SIGKILL it sends itself.
+ * The log line says so; run such a process under an init (`docker run --init`, tini).
  */
 import { writeSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -25,7 +29,8 @@ export function seppukuLine(name: string, log: LeaseOwnerLog, reason: LostReason
   const by = holder ? `; now held by ${holder.owner} (pid ${holder.pid} on ${holder.hostname}, fencing token ${String(holder.fencingToken)})` : '';
   const msg =
     `killing the process (SIGKILL): lock "${name}" was lost (${reason}${by}) while the event loop was blocked ` +
-    `for ${Math.round(blockedMs)} ms, and no 'lost' listener handles it; listen for 'lost' or set onLost: 'emit' to handle it yourself`;
+    `for ${Math.round(blockedMs)} ms, and no 'lost' listener handles it; listen for 'lost' or set onLost: 'emit' to handle it yourself` +
+    (process.pid === 1 ? ". This process is PID 1, which ignores a SIGKILL it sends itself: run it under an init (docker run --init, tini)" : '');
   return `${JSON.stringify({
     level: FATAL,
     time: Date.now(),
