@@ -165,6 +165,7 @@ export class KeepAliveThread {
       token: kept.token,
       ttlMs: kept.ttlMs,
       renewIntervalMs: kept.renewIntervalMs,
+      expiresAt: kept.expiresAt,
       get sentAt() {
         return kept.sentAt;
       },

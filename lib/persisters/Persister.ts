@@ -49,10 +49,14 @@ export interface AcquireRequest {
   owner: OwnerInfo;
 }
 
-/** What {@link Persister.acquire} found. */
+/**
+ * What {@link Persister.acquire} found. `expired` names a lease that had run out and was
+ * taken out of the store by this call (reported as the `expired` event), also when another
+ * contender then won the race for the lock.
+ */
 export type AcquireResult =
   | { acquired: true; lease: LockInfo; expired?: LockInfo }
-  | { acquired: false; holder: LockInfo };
+  | { acquired: false; holder: LockInfo; expired?: LockInfo };
 
 /** Arguments of {@link Persister.renew}. */
 export interface RenewRequest {
