@@ -133,7 +133,7 @@ function parseArgs(argv: string[]): { quick: boolean; source: boolean; only?: Se
     else if (arg.startsWith('--only=')) only = new Set(arg.slice(7).split(','));
     else if (arg.startsWith('--out=')) out = resolve(arg.slice(6));
     else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [--only=throughput,contention,handover,crash,scale,postgres] [--out=FILE] [--source]\n' +
+      process.stdout.write('usage: npm run bench [-- --quick] [--only=throughput,contention,handover,crash,scale,postgres,keepalive] [--out=FILE] [--source]\n' +
           '  --source: run lib/ through tsx instead of the transpiled JavaScript (slower: esbuild keepNames)\n');
       process.exit(0);
     } else {
@@ -163,7 +163,8 @@ async function main(): Promise<void> {
   const { default: crash } = await import('./scenarios/crash');
   const { default: scale } = await import('./scenarios/scale');
   const { default: postgresScenario } = await import('./scenarios/postgres');
-  const scenarios: Scenario[] = [throughput, contention, handover, crash, scale, postgresScenario].filter((s) => !args.only || args.only.has(s.id));
+  const { default: keepAlive } = await import('./scenarios/keepAlive');
+  const scenarios: Scenario[] = [throughput, contention, handover, crash, scale, postgresScenario, keepAlive].filter((s) => !args.only || args.only.has(s.id));
 
   server = await startRedisServer();
   watchdog = startWatchdog(server.process.pid as number);

@@ -5,6 +5,7 @@ import { abortError, SingletonError, timeoutError, toPersisterError } from './er
 import { type Lease, trackWork } from './Lease';
 import { raceAbort } from './abortable';
 import { childLogger, getDefaultLogger, type Logger } from './logger';
+import { threadDescriptorOf } from './keepAlive/descriptor';
 import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { isPersister, Singleton } from './Singleton';
@@ -13,7 +14,7 @@ import { checkInteger, checkKnownOptions, checkName, checkWaitLimits, expected }
 import { Waker } from './Waker';
 
 /** Options of `new Coalescer(persister, options)`. Every one is optional. */
-export interface CoalescerOptions {
+export interface CoalescerOptions extends Pick<SingletonOptions, 'keepAlive' | 'maxBlockMs'> {
   /**
    * Lease length of a run: renewed while `fn` runs; if the runner dies, a waiter takes
    * the work over this long after its last renewal.
@@ -108,6 +109,8 @@ const KNOWN_OPTIONS = new Set([
   'shutdownTimeoutMs',
   'logger',
   'outcomes',
+  'keepAlive', // issue 11: runs renewed from the keep-alive thread
+  'maxBlockMs',
 ]);
 
 /** One key's work in this process, shared by every local caller (the singleflight). */
@@ -205,11 +208,14 @@ export class Coalescer {
       handleSignals: options.handleSignals,
       handleErrors: options.handleErrors,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
+      keepAlive: options.keepAlive, // issue 11
+      maxBlockMs: options.maxBlockMs,
       // A lost lease aborts `fn`'s signal; it never exits the process.
       onLost: 'emit',
       logger,
     };
     const normalized = normalizeOptions(this.singletonOptions); // checks owner, signals, logger… now
+    if (normalized.keepAlive === 'thread') threadDescriptorOf(persister); // issue 11: refuses, now, a store no other thread can reach
     this.owner = normalized.owner;
     this.ownerInfo = { owner: normalized.owner, hostname: normalized.hostname, pid: normalized.pid };
     this.log = childLogger(normalized.logger, { coalescer: this.owner });

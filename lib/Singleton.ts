@@ -3,8 +3,9 @@ import { EventEmitter } from 'node:events';
 import { raceAbort, waitController } from './abortable';
 import { abortError, type LeaseEndReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
+import { type Keeper, threadKeeperFor } from './keepAlive/threadKeeper'; // keepAlive: 'thread' (issue 11)
 import { bindControl, type Lease, LeaseControl } from './Lease';
-import { keeperFor, type KeptLease, type LeaseKeeper } from './LeaseKeeper';
+import { keeperFor, type KeptLease } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
 import { CallbackPersisterAdapter, type CallbackPersister, fromCallbackPersister } from './persisters/fromCallbackPersister';
@@ -84,7 +85,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private readonly options: NormalizedOptions;
   private childLog: Logger | undefined;
   private readonly ownerInfo: OwnerInfo;
-  private readonly keeper: LeaseKeeper;
+  private readonly keeper: Keeper; // LeaseKeeper, or the keep-alive thread's keeper (issue 11)
   private readonly fences: boolean;
   private hooks: HookEntry | undefined;
   private currentState: State = 'idle';
@@ -107,8 +108,17 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     this.persister = asPersister(persister, this.options);
     this.owner = this.options.owner;
     this.ownerInfo = { owner: this.owner, hostname: this.options.hostname, pid: this.options.pid };
-    this.keeper = keeperFor(this.persister);
+    // keepAlive: 'thread' (issue 11): the keep-alive thread's keeper; it refuses (TypeError) a store no other thread can reach.
+    this.keeper =
+      this.options.keepAlive === 'thread'
+        ? threadKeeperFor(this.persister, { ...this.options, owner: this.owner, exitOnLost: () => this.exitsOnLost(), logger: this.log })
+        : keeperFor(this.persister);
     this.fences = this.persister.capabilities?.fencing !== false;
+  }
+
+  /** Whether a loss ends the process now: `onLost: 'exit'`, or no `onLost` and no `lost` listener. */
+  private exitsOnLost(): boolean {
+    return this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
   }
 
   /** One pino child per instance with `{ lock, owner }` bound, made on first use. */
@@ -629,7 +639,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     // The work is told first, before anything else runs.
     held.abort(reason, holder);
     held.markEnded();
-    const exit = this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
+    const exit = this.exitsOnLost();
     if (reason === 'store-unreachable') {
       // Best effort: if the store comes back before expiry, free it for the next holder at once.
       this.persister.release({ name: this.name, token: held.token }).catch(() => undefined);

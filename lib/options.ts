@@ -57,6 +57,23 @@ export interface SingletonOptions {
    * @default pino on stderr, level from SINGLETON_LOG_LEVEL or 'warn'
    */
   logger?: Logger;
+  /**
+   * Where held leases are renewed. `'loop'`: from this thread's event loop (a block
+   * longer than the lease loses it). `'thread'`: from one worker thread per process, on
+   * its own store connection, so a busy or frozen event loop keeps the lease for up to
+   * `maxBlockMs`, and a short `ttlMs` (fast takeover after a crash) becomes safe. Needs a
+   * store another thread can reach (Redis, MongoDB, the file store; not `MemoryPersister`).
+   * @default 'loop'
+   */
+  keepAlive?: 'loop' | 'thread';
+  /**
+   * With `keepAlive: 'thread'`: the longest the event loop may be unresponsive before its
+   * leases are let go. The thread stops renewing once the loop has been blocked this long;
+   * the lease then runs out within `ttlMs`, and a loss then ends the process if the
+   * effective `onLost` is `'exit'` (the loop cannot). Whole ms, 100 to one week.
+   * @default 60000
+   */
+  maxBlockMs?: number;
 }
 
 /** Options after defaults and checks: what the `Singleton` runs on. */
@@ -72,6 +89,8 @@ export interface NormalizedOptions {
   shutdownTimeoutMs: number;
   onLost: 'exit' | 'emit' | undefined;
   logger: Logger;
+  keepAlive: 'loop' | 'thread';
+  maxBlockMs: number;
 }
 
 /** The defaults, frozen. */
@@ -81,7 +100,12 @@ export const DEFAULTS = Object.freeze({
   handleSignals: Object.freeze(['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]),
   handleErrors: true,
   shutdownTimeoutMs: 5_000,
+  keepAlive: 'loop' as 'loop' | 'thread',
+  maxBlockMs: 60_000,
 });
+
+/** Smallest `maxBlockMs`: the heartbeat must be able to beat several times within it. */
+export const MIN_MAX_BLOCK_MS = 100;
 
 /** Shortest lease the library accepts, in ms. */
 export const MIN_TTL_MS = 20;
@@ -99,6 +123,8 @@ const KNOWN_OPTIONS = new Set([
   'shutdownTimeoutMs',
   'onLost',
   'logger',
+  'keepAlive',
+  'maxBlockMs',
 ]);
 
 /** Checks and completes the TTL-related options; shared with `Coalescer`. */
@@ -172,6 +198,7 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
   if (options.logger !== undefined && !isLogger(options.logger)) {
     throw new TypeError(expected('logger', 'a pino-compatible logger (with debug, info, warn and error methods)', options.logger));
   }
+  const { keepAlive, maxBlockMs } = normalizeKeepAlive(options);
   return {
     ttlMs,
     renewIntervalMs,
@@ -184,5 +211,23 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
     shutdownTimeoutMs,
     onLost: options.onLost,
     logger: options.logger ?? getDefaultLogger(),
+    keepAlive,
+    maxBlockMs,
   };
+}
+
+/** Checks `keepAlive` and `maxBlockMs` (which only means something with `keepAlive: 'thread'`). */
+export function normalizeKeepAlive(options: { keepAlive?: unknown; maxBlockMs?: unknown }): {
+  keepAlive: 'loop' | 'thread';
+  maxBlockMs: number;
+} {
+  const keepAlive = options.keepAlive ?? DEFAULTS.keepAlive;
+  if (keepAlive !== 'loop' && keepAlive !== 'thread') throw new TypeError(expected('keepAlive', '"loop" or "thread"', keepAlive));
+  if (options.maxBlockMs === undefined) return { keepAlive, maxBlockMs: DEFAULTS.maxBlockMs };
+  if (keepAlive !== 'thread') {
+    throw new TypeError(
+      `\`maxBlockMs\` (${String(options.maxBlockMs)}) only applies with keepAlive: 'thread' (the event loop itself renews in 'loop' mode); set keepAlive: 'thread' or leave maxBlockMs out`,
+    );
+  }
+  return { keepAlive, maxBlockMs: checkInteger('maxBlockMs', options.maxBlockMs, MIN_MAX_BLOCK_MS, MAX_TTL_MS) };
 }

@@ -36,6 +36,8 @@ export interface RunArgs {
   waitTimeoutMs: number | undefined;
   /** Lease length, ms (`--ttl`); `undefined` keeps the library default (15000). */
   ttlMs: number | undefined;
+  /** Where the lease is renewed (`--keep-alive loop|thread`); `undefined` keeps the library default ('loop'). */
+  keepAlive?: 'loop' | 'thread';
   /** Exit code on conflict or wait timeout (`--conflict-exit-code`). @default 75 */
   conflictExitCode: number;
   /** Grace between SIGTERM and SIGKILL when the lock is lost (`--kill-after`). @default 10000 */
@@ -92,6 +94,8 @@ Options:
   --wait-timeout MS           give up waiting after MS ms (implies --wait)
   --ttl MS                    lease length in ms (default 15000); a crashed
                               holder's lock frees up after at most this long
+  --keep-alive loop|thread    renew the lease from the event loop (default) or
+                              from a worker thread on its own store connection
   --conflict-exit-code N      exit code when the lock is held elsewhere or the
                               wait timed out (default 75)
   --kill-after MS             when the lock is lost, SIGKILL the command this
@@ -124,6 +128,7 @@ const RUN_OPTIONS = {
   wait: { type: 'boolean' },
   'wait-timeout': { type: 'string' },
   ttl: { type: 'string' },
+  'keep-alive': { type: 'string' },
   'conflict-exit-code': { type: 'string' },
   'kill-after': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -162,6 +167,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = proce
     wait: values.wait === true || waitTimeoutMs !== undefined,
     waitTimeoutMs,
     ttlMs: numberFlag('ttl', values.ttl, MIN_TTL_MS, MAX_TTL_MS),
+    ...keepAliveFlag(values['keep-alive']),
     conflictExitCode: numberFlag('conflict-exit-code', values['conflict-exit-code'], 0, 255) ?? DEFAULT_CONFLICT_EXIT_CODE,
     killAfterMs: numberFlag('kill-after', values['kill-after'], 0, MAX_TIMER_MS) ?? DEFAULT_KILL_AFTER_MS,
     command: command[0],
@@ -252,6 +258,13 @@ function numberFlag(flag: string, value: string | undefined, min: number, max = 
     throw new UsageError(`invalid --${flag} ${JSON.stringify(value)}: expected ${range}`);
   }
   return n;
+}
+
+/** `--keep-alive loop|thread`, as a `RunArgs` field (absent when not given). */
+function keepAliveFlag(value: string | undefined): { keepAlive?: 'loop' | 'thread' } {
+  if (value === undefined) return {};
+  if (value !== 'loop' && value !== 'thread') throw new UsageError(`invalid --keep-alive ${JSON.stringify(value)}: expected loop or thread`);
+  return { keepAlive: value };
 }
 
 /** `--store`, else `$SINGLETON_STORE`, else `undefined` (the file store); checks the scheme. */

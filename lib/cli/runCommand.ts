@@ -140,6 +140,7 @@ class LockedRun {
 
     const singleton = new Singleton(name, this.persister, {
       ...(this.args.ttlMs === undefined ? {} : { ttlMs: this.args.ttlMs }),
+      ...(this.args.keepAlive === undefined ? {} : { keepAlive: this.args.keepAlive }), // --keep-alive (issue 11)
       handleSignals: false,
       handleErrors: false,
       onLost: 'emit',

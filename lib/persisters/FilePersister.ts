@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkInteger, expected } from '../validate';
 import { fileError } from './file/errors';
 import { selfIdentity } from './file/liveness';
@@ -216,6 +217,11 @@ export class FilePersister implements Persister {
     this.ensureDir();
     const unsubscribe = this.watcher.add(paths.stateFile, () => this.read(paths, name), onRelease);
     return async () => unsubscribe();
+  }
+
+  /** How the keep-alive thread (`keepAlive: 'thread'`) reaches this store: the same directory. */
+  threadDescriptor(): ThreadDescriptor {
+    return { kind: 'file', dir: this.dir };
   }
 
   /** Stops every watcher. The persister holds no other resources; leases stay in the directory. */

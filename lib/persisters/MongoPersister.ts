@@ -1,5 +1,6 @@
 import type { Collection, Db, Document, WriteConcernSettings } from 'mongodb';
 import { PersisterError, toPersisterError } from '../errors';
+import { cloneable, type ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkBoolean, expected } from '../validate';
 import {
   acquireFilter,
@@ -219,6 +220,35 @@ export class MongoPersister implements Persister {
     } catch (error) {
       throw toPersisterError(`MongoDB inspect of "${name}"`, error);
     }
+  }
+
+  /**
+   * How the keep-alive thread (`keepAlive: 'thread'`) reaches this collection: the
+   * connection string the `MongoClient` was made with, the database, the collection
+   * and the write concern. Options given to the `MongoClient` beside the string (TLS
+   * files, credentials objects…) are not carried over: put them in the string, or
+   * build the persister with `persisterFromUrl`.
+   * @throws TypeError when the client does not show its connection string.
+   */
+  threadDescriptor(): ThreadDescriptor {
+    const client = this.collection.db.client as unknown as { s?: { url?: unknown } };
+    const url = client.s?.url;
+    if (typeof url !== 'string') {
+      throw new TypeError(
+        "keepAlive: 'thread' cannot read the connection string of this MongoClient (a driver other than mongodb 6/7?); " +
+          "build the persister with persisterFromUrl(url), or use keepAlive: 'loop'",
+      );
+    }
+    const dropped: string[] = [];
+    const writeConcern = cloneable(this.writeConcern, 'writeConcern', dropped) as Record<string, unknown>;
+    return {
+      kind: 'mongodb',
+      url,
+      database: this.collection.dbName,
+      collection: this.collection.collectionName,
+      writeConcern,
+      ...(dropped.length ? { dropped } : {}),
+    };
   }
 
   /** Closes the `MongoClient` when the persister owns it (`ownsClient`); otherwise does nothing. */

@@ -5,6 +5,9 @@
  * `Coalescer` and the CLI only ever talk to this shape, and one conformance
  * suite (spec/persisters/conformance.ts) holds every implementation to it.
  */
+import type { ThreadDescriptor } from '../keepAlive/descriptor';
+
+export type { ThreadDescriptor } from '../keepAlive/descriptor';
 
 /** Who is asking for a lease: shown to other instances, never secret. */
 export interface OwnerInfo {
@@ -137,6 +140,19 @@ export interface Persister {
    * Returns the function that stops listening.
    */
   onReconnect?(listener: () => void): () => void;
+  /**
+   * Optional: how another thread reaches the same store on a connection of its own
+   * (plain, structured-clonable data). `keepAlive: 'thread'` needs it: the keep-alive
+   * thread opens its own persister from this description and renews every lease there.
+   * A persister without it (memory, a custom one) is refused in that mode. Built in:
+   * Redis (client options, Sentinel and Cluster), MongoDB (connection string), the file
+   * store (directory), URL-made persisters (their URL). A custom persister returns
+   * `{ kind: 'module', module, factory, argument }`: the thread `require`s `module` and
+   * calls `factory(argument)` for its persister.
+   * (PostgreSQL: describe by connection string, as `{ kind: 'url', url, options }` once
+   * `persisterFromUrl` accepts postgres:// URLs, else `kind: 'module'`.)
+   */
+  threadDescriptor?(): ThreadDescriptor;
   /** Free what the persister itself opened (never a client passed in by the user). */
   close?(): Promise<void>;
 }

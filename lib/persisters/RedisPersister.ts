@@ -1,5 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError, toPersisterError } from '../errors';
+import { redisThreadDescriptor } from '../keepAlive/redisDescriptor';
+import type { ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
 import { getDefaultLogger, isLogger, type Logger } from '../logger';
 import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
@@ -260,6 +262,17 @@ export class RedisPersister implements Persister {
    */
   onReconnect(listener: () => void): () => void {
     return (this.reconnects ??= new ReconnectWatcher(this.client as unknown as ReconnectingClient)).add(listener);
+  }
+
+  /**
+   * How the keep-alive thread (`keepAlive: 'thread'`) reaches this Redis on its own
+   * connection: the client's options (standalone or Sentinel), or the Cluster's
+   * startup nodes and options; TLS and credentials included. Options that are
+   * functions (a custom `retryStrategy`, `natMap` as a function…) cannot cross
+   * threads: the thread's connection uses the defaults instead, and says so in the log.
+   */
+  threadDescriptor(): ThreadDescriptor {
+    return redisThreadDescriptor(this.client, { keyPrefix: this.keyPrefix, operationTimeoutMs: this.operationTimeoutMs });
   }
 
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */

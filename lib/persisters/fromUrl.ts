@@ -3,6 +3,7 @@ import type { MongoClientOptions } from 'mongodb';
 import type { RedisOptions } from 'ioredis';
 import type { PoolConfig } from 'pg';
 import { SingletonError } from '../errors';
+import { cloneable, type ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkInteger, expected } from '../validate';
 import { FilePersister } from './FilePersister';
 import { DEFAULT_MONGO_COLLECTION, MongoPersister } from './MongoPersister';
@@ -134,19 +135,33 @@ export async function createPersisterFromUrl(
   switch (scheme) {
     case 'redis:':
     case 'rediss:':
-      return redisFromUrl(url, options, importModule);
+      return describedByUrl(await redisFromUrl(url, options, importModule), url, options);
     case 'mongodb:':
     case 'mongodb+srv:':
-      return mongoFromUrl(url, scheme, options, importModule);
+      return describedByUrl(await mongoFromUrl(url, scheme, options, importModule), url, options);
     case 'postgres:':
     case 'postgresql:':
-      return postgresFromUrl(url, options, importModule);
+      return describedByUrl(await postgresFromUrl(url, options, importModule), url, options);
     case 'file:':
       return new FilePersister(fileDir(url));
   }
 }
 
 type Scheme = (typeof PERSISTER_URL_SCHEMES)[number];
+
+/**
+ * Gives a URL-made persister the description `keepAlive: 'thread'` needs: its URL and
+ * options, so the keep-alive thread makes its own persister exactly as this one was made.
+ */
+function describedByUrl(persister: OwnedPersister, url: string, options: PersisterFromUrlOptions): OwnedPersister {
+  const threadDescriptor = (): ThreadDescriptor => {
+    const dropped: string[] = [];
+    const cloned = cloneable(options, '', dropped) as Record<string, unknown>;
+    return { kind: 'url', url, options: cloned, ...(dropped.length ? { dropped } : {}) };
+  };
+  Object.defineProperty(persister, 'threadDescriptor', { value: threadDescriptor, configurable: true, writable: true });
+  return persister;
+}
 
 function supported(): string {
   return `a store URL starting with ${PERSISTER_URL_SCHEMES.map((s) => (s === 'file:' ? 'file:' : `${s}//`)).join(', ')}`;
