@@ -139,6 +139,7 @@ export class LeaseKeeper {
     for (const entry of this.entries.values()) {
       if (entry.deadline <= now) {
         this.entries.delete(entry.lease);
+        if (this.entries.size === 0) this.disarm();
         isolated(() => entry.lease.onLost('store-unreachable'));
         continue;
       }

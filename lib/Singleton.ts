@@ -92,8 +92,10 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private held: LeaseControl | undefined;
   private lastHolder: LockInfo | undefined;
   private attemptInFlight: Attempt | undefined;
-  private readonly waits = new Set<AbortController>();
-  private releaseCalls = new AbortController();
+  /** Waits in progress (made on the first wait). */
+  private waits: Set<AbortController> | undefined;
+  /** Aborted by each `release()` call (made when first asked for). */
+  private releaseCalls: AbortController | undefined;
 
   /**
    * @param name 1..200 printable characters.
@@ -183,7 +185,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * @internal lets `standby()` stop standing by without wrapping `release()`.
    */
   get releaseRequested(): AbortSignal {
-    return this.releaseCalls.signal;
+    return (this.releaseCalls ??= new AbortController()).signal;
   }
 
   /**
@@ -278,9 +280,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   private async releaseAll(): Promise<void> {
     const calls = this.releaseCalls;
-    this.releaseCalls = new AbortController();
-    calls.abort(abortError());
-    for (const wait of this.waits) wait.abort(abortError(releasedWhileWaiting(this.name)));
+    this.releaseCalls = undefined;
+    calls?.abort(abortError());
+    if (this.waits) for (const wait of this.waits) wait.abort(abortError(releasedWhileWaiting(this.name)));
     if (this.attemptInFlight) await this.attemptInFlight.promise.catch(() => null);
     const held = this.held;
     if (!held) return;
@@ -432,7 +434,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       (reason) => abortError(reason),
     );
     const { signal } = controller;
-    this.waits.add(controller);
+    (this.waits ??= new Set()).add(controller);
     const waker = new Waker();
     let unwatch: (() => Promise<void>) | undefined;
     try {
@@ -474,7 +476,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     } finally {
       dispose();
       waker.dispose();
-      this.waits.delete(controller);
+      this.waits?.delete(controller);
       if (unwatch) unwatch().catch((err: unknown) => this.log.debug({ err }, 'unwatch failed'));
     }
   }

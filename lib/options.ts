@@ -162,8 +162,31 @@ function normalizeSignals(value: unknown): readonly NodeJS.Signals[] {
 
 let cachedHostname: string | undefined;
 
-/** Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad value. */
+const normalized = new WeakMap<object, NormalizedOptions>();
+let normalizedDefaults: NormalizedOptions | undefined;
+
+/**
+ * Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad
+ * value. Done once per options object: instances built from the same object (or from none)
+ * share the frozen result, so making a `Singleton` per name costs no re-validation.
+ * (An options object is read when first used; changing it afterwards changes nothing.)
+ */
 export function normalizeOptions(options: SingletonOptions | undefined): NormalizedOptions {
+  if (options === undefined) {
+    if (normalizedDefaults && normalizedDefaults.pid === process.pid) return normalizedDefaults;
+    return (normalizedDefaults = Object.freeze(checkOptions({})));
+  }
+  if (options !== null && typeof options === 'object') {
+    const known = normalized.get(options);
+    if (known && known.pid === process.pid) return known;
+    const result = Object.freeze(checkOptions(options));
+    normalized.set(options, result);
+    return result;
+  }
+  return checkOptions(options);
+}
+
+function checkOptions(options: SingletonOptions): NormalizedOptions {
   if (options === undefined) options = {};
   if (options === null || typeof options !== 'object') {
     throw new TypeError(expected('options', 'an object or undefined', options));
