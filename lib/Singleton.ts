@@ -1,5 +1,6 @@
 import './polyfills';
 import { EventEmitter } from 'node:events';
+import { diagnosticsChannel, publishEvent } from './diagnostics'; // [diagnostics] issue 15
 import { abortError, LockLostError, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
 import { keeperFor, type KeptLease, type LeaseKeeper } from './LeaseKeeper';
@@ -271,7 +272,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private setState<S extends State>(
     next: S,
     payload: S extends keyof SingletonEvents ? EventPayload<S> : { message: string },
-    how: { emit?: boolean; level?: 'debug' | 'info' | 'warn' } = {},
+    how: { emit?: boolean; level?: 'debug' | 'info' | 'warn'; durationMs?: number; fencingToken?: bigint | number } = {},
   ): void {
     const from = this.currentState;
     if (!canTransition(from, next)) {
@@ -282,11 +283,14 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const event = { name: this.name, ...payload } as EventBase;
     const level = how.level ?? (WARN_STATES.has(next) && emit ? 'warn' : 'debug');
     if (this.logs(level)) this.log[level]({ from, to: next, ...loggable(event) }, event.message);
+    // [diagnostics] issue 15: every transition but idle, before listeners run (one check when nobody subscribes)
+    if (diagnosticsChannel.hasSubscribers && next !== 'idle') publishEvent(this.name, next as 'locked', this.owner, { fencingToken: how.fencingToken ?? (event as { fencingToken?: bigint | number }).fencingToken ?? this.held?.fencingToken, reason: (event as { reason?: LostReason }).reason, durationMs: how.durationMs });
     if (emit && next !== 'idle') (this.emit as (e: string, p: unknown) => boolean)(next, event);
   }
 
   private emitEvent<E extends 'expired' | 'renewed'>(event: E, payload: EventPayload<E>): void {
     const full = { name: this.name, ...payload } as SingletonEvents[E][0];
+    if (event === 'expired' && diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'expired', this.owner); // [diagnostics] issue 15
     if (event === 'expired' && this.logs('warn')) this.log.warn(loggable(full), full.message);
     (this.emit as (e: string, p: unknown) => boolean)(event, full);
   }
@@ -296,6 +300,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * @internal used by `standby()` and the `Coalescer`.
    */
   reportError(error: Error): void {
+    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'error', this.owner, { fencingToken: this.held?.fencingToken }); // [diagnostics] issue 15
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else this.log.error({ err: error }, error.message);
   }
@@ -379,7 +384,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       fencingToken: lease.fencingToken,
       expiresAt: lease.expiresAt,
       message: `locked "${this.name}" with fencing token ${String(lease.fencingToken)}`,
-    });
+    }, { durationMs: kept.roundTripMs }); // [diagnostics] issue 15: the acquire's round trip
     return true;
   }
 
@@ -387,6 +392,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     this.setState('releasing', { message: `releasing "${this.name}"` });
     this.keeper.remove(held.kept);
     let error: Error | undefined;
+    const sentAt = monotonicNow(); // [diagnostics] issue 15
     try {
       const deleted = await this.persister.release({ name: this.name, token: held.token });
       if (!deleted) this.log.warn({}, `"${this.name}" was no longer held by this instance at release (it had expired or was taken over)`);
@@ -395,7 +401,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     this.held = undefined;
     processHooks.unregister(this.hookEntry);
-    this.setState('released', { message: `released "${this.name}"` });
+    this.setState('released', { message: `released "${this.name}"` }, { durationMs: monotonicNow() - sentAt, fencingToken: held.fencingToken }); // [diagnostics] issue 15
     if (error) {
       this.reportError(error);
       throw error;
@@ -405,6 +411,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private onRenewed(expiresAt: Date): void {
     if (!this.held) return;
     this.held.expiresAt = expiresAt;
+    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'renewed', this.owner, { fencingToken: this.held.fencingToken, durationMs: this.held.kept.roundTripMs }); // [diagnostics] issue 15
     // The hot path of a process holding thousands of leases: no event object nobody reads.
     if (this.listenerCount('renewed') === 0) return;
     this.emitEvent('renewed', { expiresAt, message: `renewed "${this.name}" until ${expiresAt.toISOString()}` });
@@ -423,7 +430,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const by = holder ? `; now held by ${describeHolder(holder)}` : '';
     // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line): with nobody
     // listening, the transition is logged at debug instead of warn (setState's `emit` flag does both).
-    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0 });
+    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0, fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     if (exit) {
       this.log.error(
         { reason, exitCode: 70 },

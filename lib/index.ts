@@ -23,12 +23,15 @@ export type {
   SingletonEvents,
 } from './events';
 export type { Logger } from './logger';
+export { DIAGNOSTICS_CHANNEL } from './diagnostics';
+export type { DiagnosticsEvent, DiagnosticsEventName } from './diagnostics';
 export { LockLostError, PersisterError, SingletonError } from './errors';
 export type { LostReason, SingletonErrorCode } from './errors';
 
 export type {
   AcquireRequest,
   AcquireResult,
+  ListOptions,
   LockInfo,
   OwnerInfo,
   Persister,
