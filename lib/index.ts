@@ -55,7 +55,7 @@ export type { OwnedPersister, PersisterFromUrlOptions } from './persisters/fromU
 export { Coalescer, COALESCER_DEFAULTS } from './Coalescer';
 export type { CoalesceOptions, CoalescerOptions } from './Coalescer';
 export { CoalescedError } from './coalescer/outcome';
-export type { Jsonified } from './coalescer/outcome';
+export type { AnyFunction, Jsonified, JsonItem, SerializedError } from './coalescer/outcome';
 export type { OutcomeStore } from './coalescer/OutcomeStore';
 export { RedisOutcomeStore } from './coalescer/RedisOutcomeStore';
 export type { RedisOutcomeStoreOptions } from './coalescer/RedisOutcomeStore';

@@ -12,7 +12,7 @@ import type { Persister } from '../persisters/Persister';
 import { RedisPersister } from '../persisters/RedisPersister';
 import { FileOutcomeStore } from './FileOutcomeStore';
 import { memoryOutcomeStoreFor } from './MemoryOutcomeStore';
-import { RedisOutcomeStore, type OutcomeRedisClient } from './RedisOutcomeStore';
+import { RedisOutcomeStore } from './RedisOutcomeStore';
 
 /**
  * The outcome channel of one store. Implement it to coalesce over a store the library does
@@ -56,7 +56,7 @@ export const SUPPORTED_PERSISTERS = 'RedisPersister, FilePersister and MemoryPer
  */
 export function outcomeStoreFor(persister: Persister): { store: OutcomeStore; owned: boolean } {
   if (persister instanceof RedisPersister) {
-    const store = new RedisOutcomeStore(redisClientOf(persister), {
+    const store = new RedisOutcomeStore(persister.redisClient, {
       keyPrefix: persister.keyPrefix,
       operationTimeoutMs: persister.operationTimeoutMs,
     });
@@ -71,7 +71,3 @@ export function outcomeStoreFor(persister: Persister): { store: OutcomeStore; ow
   );
 }
 
-/** The ioredis client a `RedisPersister` runs on. */
-function redisClientOf(persister: RedisPersister): OutcomeRedisClient {
-  return persister.redisClient as unknown as OutcomeRedisClient;
-}
