@@ -5,7 +5,8 @@
 import './polyfills';
 
 export { Singleton, describeHolder } from './Singleton';
-export type { RunOptions, RunResult, WaitOptions } from './Singleton';
+export type { AcquireOptions, NodeCallback, RunOptions, RunResult, WaitOptions } from './Singleton';
+export { Lease } from './Lease';
 export { standby } from './standby';
 export type { StandbyOptions } from './standby';
 export { DEFAULTS } from './options';
@@ -26,7 +27,7 @@ export type { Logger } from './logger';
 export { DIAGNOSTICS_CHANNEL } from './diagnostics';
 export type { DiagnosticsEvent, DiagnosticsEventName } from './diagnostics';
 export { LockLostError, PersisterError, SingletonError } from './errors';
-export type { LostReason, SingletonErrorCode } from './errors';
+export type { LeaseEndReason, LostReason, SingletonErrorCode } from './errors';
 
 export type {
   AcquireRequest,
@@ -50,6 +51,8 @@ export type { MongoPersisterOptions } from './persisters/MongoPersister';
 export { fromCallbackPersister } from './persisters/fromCallbackPersister';
 export type { CallbackPersister, CallbackPersisterOptions } from './persisters/fromCallbackPersister';
 export { persisterFromUrl, PERSISTER_URL_SCHEMES } from './persisters/fromUrl';
+export { persisters } from './persisters/seedPersisters';
+export type { SeedPersisterConstructor } from './persisters/seedPersisters';
 export type { OwnedPersister, PersisterFromUrlOptions } from './persisters/fromUrl';
 
 export { Coalescer, COALESCER_DEFAULTS } from './Coalescer';

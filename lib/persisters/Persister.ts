@@ -46,7 +46,11 @@ export interface AcquireRequest {
   owner: OwnerInfo;
 }
 
-/** What {@link Persister.acquire} found. */
+/**
+ * What {@link Persister.acquire} found. `expired` names a lease that had run out and was
+ * taken out of the store by this call (reported as the `expired` event), also when another
+ * contender then won the race for the lock.
+ */
 export type AcquireResult =
   | {
       /** Taken (or already held with this token). */
@@ -61,6 +65,8 @@ export type AcquireResult =
       acquired: false;
       /** Who holds it. */
       holder: LockInfo;
+      /** A lease that had run out and was taken out of the store by this call, before another contender won. */
+      expired?: LockInfo;
     };
 
 /** Arguments of {@link Persister.renew}. */
