@@ -99,7 +99,7 @@ describe.each(stores)('singleton-run release --force with the %s store', (kind, 
     expect(next.code).toBe(0);
     const secondFence = BigInt((await waitForChildEvent(log2, 'start')).env?.SINGLETON_FENCING_TOKEN ?? '0');
     expect(secondFence > firstFence).toBe(true);
-  });
+  }, 90_000); // three CLI runs, each starting Node and tsx
 
   it("evicts a Singleton.run(): its signal aborts with taken-over and run() rejects with a LockLostError", async () => {
     const holder = new RunHolder({ STORE_URL: store.url, NAME: name, TTL_MS: '1500' });
@@ -122,7 +122,7 @@ describe.each(stores)('singleton-run release --force with the %s store', (kind, 
     const again = await next.next('running');
     expect(BigInt(again.fencingToken as string) > BigInt(running.fencingToken as string)).toBe(true);
     next.process.kill('SIGTERM');
-  });
+  }, 90_000);
 
   it('says so, and exits 0, when the lock was not held', async () => {
     const r = await runCli(['release', '--force', '--name', name, '--store', store.url]);

@@ -79,7 +79,7 @@ describe.each(stores)('singleton-run list with the %s store', (kind, makeStore) 
 
     holder.kill('SIGTERM'); // forwarded to its command; both end, and the lease is released
     expect((await holder.wait()).code).toBe(143);
-  });
+  }, 120_000); // five CLI runs: each starts Node and tsx, seconds apiece on a loaded machine
 
   it('says when nothing is held under the prefix ([] with --json)', async () => {
     const text = await runCli(['list', '--store', store.url, '--prefix', `${prefix}none-`]);
@@ -87,7 +87,7 @@ describe.each(stores)('singleton-run list with the %s store', (kind, makeStore) 
     expect(lines(text.stdout)).toEqual([`no lock held whose name starts with "${prefix}none-"`]);
     const json = await runCli(['list', '--store', store.url, '--prefix', `${prefix}none-`, '--json']);
     expect(JSON.parse(json.stdout)).toEqual([]);
-  });
+  }, 60_000);
 });
 
 describe('singleton-run list: usage and stores that cannot list', () => {

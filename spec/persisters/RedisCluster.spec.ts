@@ -71,6 +71,8 @@ describe('RedisPersister on a Redis Cluster', () => {
     for (const name of names) owners.add(nodeOf(slots, Number(await admin.cluster('KEYSLOT', `cluster:{${name}}`))));
     expect(owners.size).toBeGreaterThan(1); // the leases live on more than one master
     expect((await p.list({ prefix: base })).map((l) => l.name)).toEqual(names);
+    // A fresh client knows no node yet: list() connects it before scanning every master.
+    expect((await persister().list({ prefix: base })).map((l) => l.name)).toEqual(names);
     const evicted = await p.forceRelease(names[7]);
     expect(evicted?.owner).toBe(testOwner(7).owner);
     const told = await p.renew({ name: names[7], token: tokens[7], ttlMs: 10_000 });

@@ -71,7 +71,7 @@ export class RedisAdmin {
     const namePattern = prefix.startsWith('}') ? `\u0001${globEscape(prefix)}*` : `${globEscape(prefix)}*`;
     const pattern = `${globEscape(start)}${namePattern}`;
     const names = new Set<string>();
-    for (const node of this.masters()) {
+    for (const node of await this.masters()) {
       for (const key of await this.scan(node, pattern)) {
         if (!key.startsWith(start) || !key.endsWith('}') || key.length < start.length + 2) continue;
         let name = key.slice(start.length, -1);
@@ -124,10 +124,13 @@ export class RedisAdmin {
     );
   }
 
-  /** The client itself, or every master of a Cluster. */
-  private masters(): Redis[] {
+  /** The client itself, or every master of a Cluster (once it knows them: a first command connects it). */
+  private async masters(): Promise<Redis[]> {
     const client = this.host.client;
-    return (client as { isCluster?: boolean }).isCluster ? (client as Cluster).nodes('master') : [client as Redis];
+    if (!(client as { isCluster?: boolean }).isCluster) return [client as Redis];
+    const cluster = client as Cluster;
+    if (cluster.nodes('master').length === 0) await this.host.timed('Listing locks (connecting to the Cluster)', () => cluster.ping());
+    return cluster.nodes('master');
   }
 
   private async scan(node: Redis, pattern: string): Promise<string[]> {
