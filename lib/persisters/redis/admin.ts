@@ -119,6 +119,8 @@ export class RedisAdmin {
 
   /** {@link explain} for each slot of a `renewMany()` answer; a slot whose check fails keeps its error. */
   async explainAll(requests: readonly RenewRequest[], results: Array<RenewResult | Error>): Promise<Array<RenewResult | Error>> {
+    const unexplained = (r: RenewResult | Error) => !(r instanceof Error) && !r.renewed && r.holder === null;
+    if (!results.some(unexplained)) return results; // the common case: thousands renewed, nothing to look up
     return Promise.all(
       results.map((r, i) => (r instanceof Error || r.renewed || r.holder !== null ? r : this.explain(requests[i], r).catch((e: Error) => e))),
     );
