@@ -7,6 +7,7 @@ export type SingletonErrorCode =
   | 'SINGLETON_SHUTTING_DOWN'
   | 'SINGLETON_NOT_SERIALIZABLE'
   | 'SINGLETON_REMOTE'
+  | 'SINGLETON_RUN_TIMEOUT'
   | 'SINGLETON_DRIVER_MISSING';
 
 /** Base class of the library's errors; `code` tells them apart without `instanceof`. */

@@ -1,6 +1,6 @@
 import { constants as osConstants, hostname } from 'node:os';
 import { type Logger, getDefaultLogger, isLogger } from './logger';
-import { checkBoolean, checkInteger, expected } from './validate';
+import { checkBoolean, checkInteger, checkKnownOptions, expected } from './validate';
 
 /** Options of `new Singleton(name, persister, options)`. Every one is optional. */
 export interface SingletonOptions {
@@ -147,11 +147,7 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
   if (options === null || typeof options !== 'object') {
     throw new TypeError(expected('options', 'an object or undefined', options));
   }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      throw new TypeError(`Unknown option \`${key}\`; allowed options are: ${[...KNOWN_OPTIONS].join(', ')}`);
-    }
-  }
+  checkKnownOptions(options, KNOWN_OPTIONS);
   const ttlMs = normalizeTtl(options);
   const renewIntervalMs =
     options.renewIntervalMs === undefined

@@ -99,8 +99,10 @@ export const HELP = `Usage:
 
 Runs COMMAND only while holding the cluster-wide lock NAME, so that one
 instance runs at a time across every process and host sharing the store.
-COMMAND is run without a shell, in its own process group, with
-SINGLETON_NAME and SINGLETON_FENCING_TOKEN in its environment.
+COMMAND is run without a shell, in its own process group (from a terminal:
+in singleton-run's, so it keeps the terminal), with SINGLETON_NAME and
+SINGLETON_FENCING_TOKEN in its environment; it is ended within a second if
+singleton-run dies, even by SIGKILL.
 
 Options:
   --name NAME                 lock name (required)
