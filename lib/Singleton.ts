@@ -1,7 +1,8 @@
 import './polyfills';
 import { EventEmitter } from 'node:events';
 import { raceAbort, waitController } from './abortable';
-import { abortError, type LeaseEndReason, SingletonError, timeoutError, toPersisterError } from './errors';
+import { diagnosticsChannel, publishEvent } from './diagnostics'; // [diagnostics] issue 15
+import { abortError, type LeaseEndReason, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
 import { type Keeper, threadKeeperFor } from './keepAlive/threadKeeper'; // keepAlive: 'thread' (issue 11)
 import { bindControl, type Lease, LeaseControl } from './Lease';
@@ -354,6 +355,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * @internal used by `standby()` and the `Coalescer`.
    */
   reportError(error: Error): void {
+    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'error', this.owner, { fencingToken: this.held?.fencingToken }); // [diagnostics] issue 15
     if (this.listenerCount('error') > 0) safeEmit(this, 'error', error);
     else this.log.error({ err: error }, error.message);
   }
@@ -368,7 +370,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private setState<S extends State>(
     next: S,
     payload: S extends keyof SingletonEvents ? EventPayload<S> : { message: string },
-    how: { emit?: boolean; level?: 'debug' | 'info' | 'warn' } = {},
+    how: { emit?: boolean; level?: 'debug' | 'info' | 'warn'; durationMs?: number; fencingToken?: bigint | number } = {},
   ): void {
     const from = this.currentState;
     if (!canTransition(from, next)) {
@@ -379,6 +381,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const event = { name: this.name, ...payload } as EventBase;
     const level = how.level ?? (WARN_STATES.has(next) && emit ? 'warn' : 'debug');
     if (this.logs(level)) this.log[level]({ from, to: next, ...loggable(event) }, event.message);
+    // [diagnostics] issue 15: every transition but idle (and locked, published with its event), also when not emitted
+    if (diagnosticsChannel.hasSubscribers && next !== 'idle' && next !== 'locked') publishEvent(this.name, next as 'lost', this.owner, { fencingToken: how.fencingToken ?? this.held?.fencingToken, reason: (event as { reason?: LostReason }).reason, durationMs: how.durationMs });
     if (emit && next !== 'idle') safeEmit(this, next, event);
   }
 
@@ -391,6 +395,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   private emitEvent<E extends 'expired' | 'renewed'>(event: E, payload: EventPayload<E>): void {
     const full = { name: this.name, ...payload } as SingletonEvents[E][0];
+    if (event === 'expired' && diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'expired', this.owner); // [diagnostics] issue 15
     if (event === 'expired' && this.logs('warn')) this.log.warn(loggable(full), full.message);
     safeEmit(this, event, full);
   }
@@ -558,6 +563,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     );
     if (result.expired) this.emitExpired(result.expired);
     if (this.held === held) {
+      if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'locked', this.owner, { fencingToken, durationMs: kept.roundTripMs }); // [diagnostics] issue 15
       safeEmit(this, 'locked', {
         name: this.name,
         fencingToken,
@@ -580,8 +586,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   private async releaseInStore(held: LeaseControl): Promise<void> {
-    this.setState('releasing', { message: `releasing "${this.name}"` });
+    this.setState('releasing', { message: `releasing "${this.name}"` }, { fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     let deleted: boolean;
+    const sentAt = monotonicNow(); // [diagnostics] issue 15
     try {
       deleted = await this.persister.release({ name: this.name, token: held.token });
     } catch (err) {
@@ -599,7 +606,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (this.held === held) this.held = undefined;
     processHooks.unregister(this.hookEntry);
     held.markEnded();
-    this.setState('released', { message: `released "${this.name}"` });
+    this.setState('released', { message: `released "${this.name}"` }, { durationMs: monotonicNow() - sentAt, fencingToken: held.fencingToken }); // [diagnostics] issue 15
   }
 
   /** Stops renewing a lease whose release could not be confirmed: it expires by itself. */
@@ -618,6 +625,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private onRenewed(held: LeaseControl, expiresAt: Date): void {
     if (this.held !== held) return;
     held.expiresAt = expiresAt;
+    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'renewed', this.owner, { fencingToken: held.fencingToken, durationMs: held.kept?.roundTripMs }); // [diagnostics] issue 15
     // The hot path of a process holding thousands of leases: no event object nobody reads.
     if (this.listenerCount('renewed') === 0) return;
     this.emitEvent('renewed', { expiresAt, message: `renewed "${this.name}" until ${expiresAt.toISOString()}` });
@@ -648,7 +656,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     const by = holder ? `; now held by ${describeHolder(holder)}` : '';
     // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line).
-    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0 });
+    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0, fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     if (exit) {
       this.log.error(
         { reason, exitCode: 70 },

@@ -24,12 +24,15 @@ export type {
   SingletonEvents,
 } from './events';
 export type { Logger } from './logger';
+export { DIAGNOSTICS_CHANNEL } from './diagnostics';
+export type { DiagnosticsEvent, DiagnosticsEventName } from './diagnostics';
 export { LockLostError, PersisterError, SingletonError } from './errors';
 export type { LeaseEndReason, LostReason, SingletonErrorCode } from './errors';
 
 export type {
   AcquireRequest,
   AcquireResult,
+  ListOptions,
   LockInfo,
   OwnerInfo,
   Persister,
@@ -57,7 +60,7 @@ export type { OwnedPersister, PersisterFromUrlOptions } from './persisters/fromU
 export { Coalescer, COALESCER_DEFAULTS } from './Coalescer';
 export type { CoalesceOptions, CoalescerOptions } from './Coalescer';
 export { CoalescedError } from './coalescer/outcome';
-export type { Jsonified } from './coalescer/outcome';
+export type { AnyFunction, Jsonified, JsonItem, SerializedError } from './coalescer/outcome';
 export type { OutcomeStore } from './coalescer/OutcomeStore';
 export { RedisOutcomeStore } from './coalescer/RedisOutcomeStore';
 export type { RedisOutcomeStoreOptions } from './coalescer/RedisOutcomeStore';

@@ -95,10 +95,15 @@ export interface NormalizedOptions {
 
 /** The defaults, frozen. */
 export const DEFAULTS = Object.freeze({
+  /** Lease length, ms. */
   ttlMs: 15_000,
+  /** Upper bound between attempts while waiting, ms. */
   retryIntervalMs: 1_000,
+  /** The signals handled by default: release, then exit as the signal would have. */
   handleSignals: Object.freeze(['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]),
+  /** Release, print and exit 1 on `uncaughtException` / `unhandledRejection`. */
   handleErrors: true,
+  /** Longest wait for releases during shutdown, ms. */
   shutdownTimeoutMs: 5_000,
   keepAlive: 'loop' as 'loop' | 'thread',
   maxBlockMs: 60_000,

@@ -59,8 +59,28 @@ export interface StatusArgs {
   json: boolean;
 }
 
-/** A parsed command line: one of the two commands, or a request for help or the version. */
-export type CliArgs = RunArgs | StatusArgs | { kind: 'help' } | { kind: 'version' };
+/** What `singleton-run list` was asked to do. */
+export interface ListArgs {
+  kind: 'list';
+  /** The store URL, as for {@link RunArgs.store}. */
+  store: string | undefined;
+  /** Only lock names starting with this (`--prefix`); '' lists every lock. */
+  prefix: string;
+  /** Print one JSON array instead of a table. */
+  json: boolean;
+}
+
+/** What `singleton-run release --force` was asked to do. */
+export interface ForceReleaseArgs {
+  kind: 'release';
+  /** The lock name. */
+  name: string;
+  /** The store URL, as for {@link RunArgs.store}. */
+  store: string | undefined;
+}
+
+/** A parsed command line: one of the commands, or a request for help or the version. */
+export type CliArgs = RunArgs | StatusArgs | ListArgs | ForceReleaseArgs | { kind: 'help' } | { kind: 'version' };
 
 /** Default of `--conflict-exit-code`. */
 export const DEFAULT_CONFLICT_EXIT_CODE = ExitCode.CONFLICT;
@@ -76,6 +96,8 @@ const STORE_EXAMPLES = 'redis://host:6379, rediss://, mongodb://host/db, mongodb
 export const HELP = `Usage:
   ${PROGRAM} --name NAME [options] [--] COMMAND [ARGS...]
   ${PROGRAM} status --name NAME [--store URL] [--json]
+  ${PROGRAM} list [--store URL] [--prefix P] [--json]
+  ${PROGRAM} release --force --name NAME [--store URL]
 
 Runs COMMAND only while holding the cluster-wide lock NAME, so that one
 instance runs at a time across every process and host sharing the store.
@@ -106,6 +128,15 @@ Options:
 status prints who holds NAME (owner, host, pid, fencing token, acquired,
 expires in) or that it is free; --json prints one JSON object.
 
+list prints every lock held in the store, one line each (name, owner, host,
+pid, fencing token, acquired, expires in); --prefix P keeps the names that
+start with P; --json prints one JSON array.
+
+release --force frees NAME whoever holds it: the operator's last resort for a
+wedged holder. It prints (stdout) and logs (stderr, JSON) one audit line naming
+the holder it evicted. That holder learns at its next renewal (lost,
+taken-over); the next holder's fencing token is still higher.
+
 Exit codes:
   the command's own code    the command ran (128+n if it died of signal n)
   64                        bad usage
@@ -135,6 +166,20 @@ const RUN_OPTIONS = {
   version: { type: 'boolean' },
 } as const satisfies Record<string, OptionSpec>;
 
+const LIST_OPTIONS = {
+  store: { type: 'string' },
+  prefix: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies Record<string, OptionSpec>;
+
+const RELEASE_OPTIONS = {
+  name: { type: 'string' },
+  store: { type: 'string' },
+  force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies Record<string, OptionSpec>;
+
 const STATUS_OPTIONS = {
   name: { type: 'string' },
   store: { type: 'string' },
@@ -152,6 +197,8 @@ const STATUS_OPTIONS = {
  */
 export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): CliArgs {
   if (argv[0] === 'status') return parseStatus(argv.slice(1), env);
+  if (argv[0] === 'list') return parseList(argv.slice(1), env);
+  if (argv[0] === 'release') return parseForceRelease(argv.slice(1), env);
   const { head, command } = splitCommand(argv, RUN_OPTIONS);
   if (wantsHelp(head)) return { kind: 'help' };
   const values = parseOptions(head, RUN_OPTIONS);
@@ -179,6 +226,21 @@ function parseStatus(argv: readonly string[], env: NodeJS.ProcessEnv): StatusArg
   if (wantsHelp(argv)) return { kind: 'help' };
   const values = parseOptions(argv, STATUS_OPTIONS);
   return { kind: 'status', name: checkNameFlag(values.name), store: storeUrl(values.store, env), json: values.json === true };
+}
+
+function parseList(argv: readonly string[], env: NodeJS.ProcessEnv): ListArgs | { kind: 'help' } {
+  if (wantsHelp(argv)) return { kind: 'help' };
+  const values = parseOptions(argv, LIST_OPTIONS);
+  return { kind: 'list', store: storeUrl(values.store, env), prefix: values.prefix ?? '', json: values.json === true };
+}
+
+function parseForceRelease(argv: readonly string[], env: NodeJS.ProcessEnv): ForceReleaseArgs | { kind: 'help' } {
+  if (wantsHelp(argv)) return { kind: 'help' };
+  const values = parseOptions(argv, RELEASE_OPTIONS);
+  if (values.force !== true) {
+    throw new UsageError('release frees a lock whoever holds it: add --force to confirm (a holder releases its own lock by exiting)');
+  }
+  return { kind: 'release', name: checkNameFlag(values.name), store: storeUrl(values.store, env) };
 }
 
 /**

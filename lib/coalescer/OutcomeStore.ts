@@ -16,7 +16,7 @@ import { FileOutcomeStore } from './FileOutcomeStore';
 import { memoryOutcomeStoreFor } from './MemoryOutcomeStore';
 import { MongoOutcomeStore } from './MongoOutcomeStore';
 import { PostgresOutcomeStore } from './PostgresOutcomeStore';
-import { RedisOutcomeStore, type OutcomeRedisClient } from './RedisOutcomeStore';
+import { RedisOutcomeStore } from './RedisOutcomeStore';
 
 /**
  * The outcome channel of one store. Implement it to coalesce over a store the library does
@@ -60,7 +60,7 @@ export const SUPPORTED_PERSISTERS = 'RedisPersister, PostgresPersister, MongoPer
  */
 export function outcomeStoreFor(persister: Persister): { store: OutcomeStore; owned: boolean } {
   if (persister instanceof RedisPersister) {
-    const store = new RedisOutcomeStore(redisClientOf(persister), {
+    const store = new RedisOutcomeStore(persister.redisClient, {
       keyPrefix: persister.keyPrefix,
       operationTimeoutMs: persister.operationTimeoutMs,
     });
@@ -77,7 +77,3 @@ export function outcomeStoreFor(persister: Persister): { store: OutcomeStore; ow
   );
 }
 
-/** The ioredis client a `RedisPersister` runs on. */
-function redisClientOf(persister: RedisPersister): OutcomeRedisClient {
-  return persister.redisClient as unknown as OutcomeRedisClient;
-}

@@ -186,8 +186,10 @@ function safeString(value: unknown): string {
   }
 }
 
-type AnyFunction = (...args: never[]) => unknown;
-type JsonItem<T> = T extends undefined | symbol | AnyFunction ? null : Jsonified<T>;
+/** Any function: what the JSON round trip drops from objects and turns into `null` in arrays. */
+export type AnyFunction = (...args: never[]) => unknown;
+/** What an array slot becomes after the JSON round trip: `null` for `undefined`, symbols and functions. */
+export type JsonItem<T> = T extends undefined | symbol | AnyFunction ? null : Jsonified<T>;
 
 /**
  * The type a value has after the JSON round trip every coalesced result makes: `Date`
@@ -200,7 +202,10 @@ export type Jsonified<T> = 0 extends 1 & T
   ? any
   : unknown extends T
     ? unknown
-    : T extends { toJSON(...args: never[]): infer R }
+    : T extends {
+          /** The value's own JSON form (as `Date` has). */
+          toJSON(...args: never[]): infer R;
+        }
       ? Jsonified<R>
       : T extends string | number | boolean | null | undefined | void
         ? T

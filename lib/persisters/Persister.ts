@@ -55,8 +55,22 @@ export interface AcquireRequest {
  * contender then won the race for the lock.
  */
 export type AcquireResult =
-  | { acquired: true; lease: LockInfo; expired?: LockInfo }
-  | { acquired: false; holder: LockInfo; expired?: LockInfo };
+  | {
+      /** Taken (or already held with this token). */
+      acquired: true;
+      /** The lease now held. */
+      lease: LockInfo;
+      /** The previous lease, when it had run out without being released (its holder died or stalled). */
+      expired?: LockInfo;
+    }
+  | {
+      /** Held by someone else. */
+      acquired: false;
+      /** Who holds it. */
+      holder: LockInfo;
+      /** A lease that had run out and was taken out of the store by this call, before another contender won. */
+      expired?: LockInfo;
+    };
 
 /** Arguments of {@link Persister.renew}. */
 export interface RenewRequest {
@@ -70,8 +84,21 @@ export interface RenewRequest {
 
 /** What {@link Persister.renew} found: renewed, or who holds it now (null: nobody). */
 export type RenewResult =
-  | { renewed: true; expiresAt: Date }
-  | { renewed: false; holder: LockInfo | null };
+  | {
+      /** Extended. */
+      renewed: true;
+      /** The new expiry (store clock). */
+      expiresAt: Date;
+    }
+  | {
+      /** Not this token's lease any more. */
+      renewed: false;
+      /**
+       * Who holds it now; after a forced release nobody took over yet, the eviction
+       * (owner `release --force`); `null` when it ran out and is free.
+       */
+      holder: LockInfo | null;
+    };
 
 /** Arguments of {@link Persister.release}. */
 export interface ReleaseRequest {

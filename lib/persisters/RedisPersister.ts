@@ -7,10 +7,12 @@ import { getDefaultLogger, isLogger, type Logger } from '../logger';
 import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
 import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
 import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
+import { RedisAdmin } from './redis/admin';
 import { withRedisTimeout } from './redisTimeout';
 import type {
   AcquireRequest,
   AcquireResult,
+  ListOptions,
   LockInfo,
   Persister,
   PersisterCapabilities,
@@ -119,6 +121,7 @@ export class RedisPersister implements Persister {
     notify: true,
     fencing: true,
     persistent: true,
+    list: true,
   });
 
   /** Prefix of every key and channel. */
@@ -139,6 +142,7 @@ export class RedisPersister implements Persister {
   private reconnects: ReconnectWatcher | undefined;
   private readonly logger: Logger;
   private evictionChecked = false;
+  private readonly admin: RedisAdmin;
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -176,6 +180,15 @@ export class RedisPersister implements Persister {
     this.releases = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this), (_channel, listeners) =>
       deliver(listeners, ''),
     );
+    this.admin = new RedisAdmin({
+      client: this.redisClient,
+      keyPrefix,
+      keys: (name) => this.keys(name),
+      channel: (name) => this.channel(name),
+      run: (what, script, keys, args) => this.run(what, script, keys, args),
+      timed: (what, op) => this.timed(what, op),
+      inspect: (name) => this.inspect(name),
+    });
   }
 
   /** Take the lease if it is free or expired; otherwise report the holder. */
@@ -211,7 +224,7 @@ export class RedisPersister implements Persister {
     checkInteger('ttlMs', request.ttlMs, 1);
     const what = `Renewing lock "${request.name}"`;
     const reply = await this.run(what, RENEW_SCRIPT, this.keys(request.name), [request.token, request.ttlMs]);
-    return this.parseRenew(what, request.name, reply);
+    return this.admin.explain(request, this.parseRenew(what, request.name, reply));
   }
 
   /**
@@ -231,7 +244,7 @@ export class RedisPersister implements Persister {
       const failure = toPersisterError(`Renewing ${requests.length} locks`, error);
       return requests.map((_, i) => results[i] ?? failure);
     }
-    return results as Array<RenewResult | Error>;
+    return this.admin.explainAll(requests, results as Array<RenewResult | Error>);
   }
 
   /** Delete the lease, only with the holder's token; watchers of `name` are notified. */
@@ -245,6 +258,20 @@ export class RedisPersister implements Persister {
     const reply = await this.run(`Inspecting lock "${name}"`, INSPECT_SCRIPT, this.keys(name), []);
     if (!Array.isArray(reply)) throw this.unexpected(`Inspecting lock "${name}"`, reply);
     return reply.length === 0 ? null : holderFrom(name, reply as string[], 0);
+  }
+
+  /** Every lease held now, sorted by name (SCAN over the key prefix; every master of a Cluster). */
+  list(options?: ListOptions): Promise<LockInfo[]> {
+    return this.admin.list(options);
+  }
+
+  /**
+   * Ends the lease of `name` whoever holds it, keeping the fence (the next lease's is higher);
+   * watchers are notified and the evicted holder's next renewal reports `taken-over`.
+   * Resolves the evicted holder, or `null` when nothing was held.
+   */
+  forceRelease(name: string): Promise<LockInfo | null> {
+    return this.admin.forceRelease(name);
   }
 
   /**

@@ -102,7 +102,7 @@ type Callback = (err: unknown, ...results: unknown[]) => void;
  *   `lockExpireSeconds`), and that decision uses this process's clock, not the
  *   store's.
  * - **No holder identity.** Other processes' holders are reported with owner
- *   {@link UNKNOWN_OWNER}, hostname `unknown`, pid 0, fencing token 0, the
+ *   `'unknown (seed-style persister)'`, hostname `unknown`, pid 0, fencing token 0, the
  *   store's `created` time (or the epoch when unknown) and a guessed expiry.
  * - **No store fencing.** Fencing tokens come from a per-process counter seeded
  *   from `Date.now() * 1000`: increasing within one process, but two processes

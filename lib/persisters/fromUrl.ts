@@ -59,7 +59,10 @@ export interface PersisterFromUrlOptions {
 }
 
 /** A persister that owns its connection: `close()` is always there and closes it. */
-export type OwnedPersister = Persister & { close(): Promise<void> };
+export type OwnedPersister = Persister & {
+  /** Closes the connection the persister made (it owns it). */
+  close(): Promise<void>;
+};
 
 /** Loads an optional driver; replaceable in tests to simulate a missing one. */
 export type DriverImporter = (driver: Driver) => Promise<unknown>;

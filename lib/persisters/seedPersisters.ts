@@ -86,7 +86,7 @@ function MongoDb(url: string, options: PersisterFromUrlOptions = {}): OwnedPersi
   if (typeof url !== 'string' || !/^mongodb(\+srv)?:\/\//.test(url)) {
     throw new TypeError(expected('url', 'a MongoDB URL starting with mongodb:// or mongodb+srv://', url));
   }
-  const capabilities = { serverClock: true, notify: false, fencing: true, persistent: true };
+  const capabilities = { serverClock: true, notify: false, fencing: true, persistent: true, list: true };
   return new LazyPersister(() => persisterFromUrl(url, options), capabilities, 'the MongoDB persister');
 }
 
@@ -94,7 +94,10 @@ function MongoDb(url: string, options: PersisterFromUrlOptions = {}): OwnedPersi
  * The seed's persister namespace: `new persisters.MongoDb(url)` as singleton-process v1's
  * README wrote it. New code uses `MongoPersister` or `persisterFromUrl`.
  */
-export const persisters: Readonly<{ MongoDb: SeedPersisterConstructor }> = Object.freeze({
+export const persisters: Readonly<{
+  /** `new persisters.MongoDb(url)`: a `MongoPersister` on the database the URL names, connected on first use. */
+  MongoDb: SeedPersisterConstructor;
+}> = Object.freeze({
   MongoDb: MongoDb as SeedPersisterConstructor,
 });
 

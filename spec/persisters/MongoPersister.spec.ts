@@ -18,7 +18,12 @@ import { outcomeStoreFor } from '../../lib/coalescer/OutcomeStore';
 import { PersisterError } from '../../lib/errors';
 import { MongoPersister } from '../../lib/persisters/MongoPersister';
 import {
+  EVICTION_FIELDS,
+  evictedFilter,
+  forceReleasePipeline,
+  listFilter,
   NEXT_FENCE,
+  WITHOUT_TOKEN,
   acquireFilter,
   acquirePipeline,
   heldByFilter,
@@ -228,6 +233,36 @@ describe('MongoPersister: filters and pipelines', () => {
     expect(liveFilter('job')).toEqual({ _id: 'job', token: { $ne: null }, $expr: { $gt: ['$expiresAt', '$$NOW'] } });
   });
 
+  it('forced release ends whoever holds it, keeps the fence and notes the eviction on the server (its token never read back)', () => {
+    const pipeline = forceReleasePipeline({ hostname: 'ops-host', pid: 7 });
+    expect(pipeline).toEqual([
+      {
+        $set: {
+          evicted: { token: '$token', at: '$$NOW', hostname: { $literal: 'ops-host' }, pid: { $literal: 7 }, fence: '$fence' },
+          token: { $literal: null },
+          expiresAt: '$$NOW',
+          released: { $literal: true },
+        },
+      },
+      { $unset: 'expired' },
+    ]);
+    expectNoClientClock(pipeline);
+    expect(WITHOUT_TOKEN).toEqual({ token: 0, 'evicted.token': 0 });
+    expect(evictedFilter('job', 'tok')).toEqual({ _id: 'job', 'evicted.token': 'tok' });
+    expect(EVICTION_FIELDS).not.toHaveProperty('evicted.token');
+  });
+
+  it('list reads live leases by the server clock, under a prefix taken literally', () => {
+    expect(listFilter('')).toEqual({ token: { $ne: null }, $expr: { $gt: ['$expiresAt', '$$NOW'] } });
+    expect(listFilter('a.b*(c)[d]$^')).toEqual({
+      _id: { $regex: '^a\\.b\\*\\(c\\)\\[d\\]\\$\\^' },
+      token: { $ne: null },
+      $expr: { $gt: ['$expiresAt', '$$NOW'] },
+    });
+    expect(new RegExp((listFilter('a.b*') as { _id: { $regex: string } })._id.$regex).test('a.b*x')).toBe(true);
+    expect(new RegExp((listFilter('a.b*') as { _id: { $regex: string } })._id.$regex).test('aXb*x')).toBe(false);
+  });
+
   it('fences come back as numbers whatever BSON type the driver returns', () => {
     const micros = 1_760_000_000_000_000;
     expect(toFencingToken(micros)).toBe(micros);
@@ -340,8 +375,17 @@ function evaluate(expr: unknown, doc: Doc, now: Date): unknown {
   return out;
 }
 
+/** The value at a dotted path (`evicted.token`). */
+function at(doc: Doc, path: string): unknown {
+  return path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Doc)[k] : undefined), doc);
+}
+
 function matches(filter: Doc, doc: Doc, now: Date): boolean {
   return Object.entries(filter).every(([key, cond]) => {
+    if (key.includes('.')) return cond !== null && typeof cond !== 'object' && compare(at(doc, key), cond) === 0;
+    if (cond !== null && typeof cond === 'object' && '$regex' in (cond as Doc)) {
+      return typeof doc[key] === 'string' && new RegExp((cond as Doc).$regex as string).test(doc[key] as string);
+    }
     if (key === '$or') return (cond as Doc[]).some((f) => matches(f, doc, now));
     if (key === '$expr') return evaluate(cond, doc, now) === true;
     if (cond !== null && typeof cond === 'object' && '$ne' in (cond as Doc)) {
@@ -375,8 +419,24 @@ function applyPipeline(pipeline: Doc[], input: Doc, now: Date): Doc {
 function project(doc: Doc, projection: Doc | undefined): Doc {
   if (!projection) return doc;
   const include = Object.entries(projection).filter(([, v]) => v === 1).map(([k]) => k);
-  if (include.length > 0) return Object.fromEntries(Object.entries(doc).filter(([k]) => k === '_id' || include.includes(k)));
-  return Object.fromEntries(Object.entries(doc).filter(([k]) => projection[k] !== 0));
+  if (include.length > 0) {
+    const out: Doc = projection._id === 0 ? {} : { _id: doc._id };
+    for (const path of include) {
+      const value = at(doc, path);
+      if (value === undefined) continue;
+      const keys = path.split('.');
+      let target = out;
+      for (const k of keys.slice(0, -1)) target = (target[k] ??= {}) as Doc;
+      target[keys[keys.length - 1]] = value;
+    }
+    return out;
+  }
+  const out: Doc = Object.fromEntries(Object.entries(doc).filter(([k]) => projection[k] !== 0));
+  for (const path of Object.keys(projection).filter((k) => k.includes('.') && projection[k] === 0)) {
+    const [head, ...rest] = path.split('.');
+    if (out[head] !== null && typeof out[head] === 'object') out[head] = project(out[head] as Doc, { [rest.join('.')]: 0 });
+  }
+  return out;
 }
 
 /**
@@ -432,6 +492,12 @@ class ModelCollection {
     return current && matches(filter, current, this.now) ? this.out(current, options.projection as Doc) : null;
   }
 
+  find(filter: Doc, options: Doc): { toArray(): Promise<Doc[]> } {
+    this.calls.push({ method: 'find', filter, options });
+    const found = [...this.docs.values()].filter((d) => matches(filter, d, this.now)).map((d) => this.out(d, options.projection as Doc));
+    return { toArray: async () => found };
+  }
+
   advance(ms: number): void {
     this.now = new Date(this.now.getTime() + ms);
   }
@@ -471,7 +537,7 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
       options: {
         upsert: true,
         returnDocument: 'after',
-        projection: { token: 0 },
+        projection: { token: 0, 'evicted.token': 0 },
         writeConcern: { w: 'majority' },
         includeResultMetadata: false,
       },
@@ -487,7 +553,7 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
     if (!other.acquired && first.acquired) expect(other.holder).toEqual(first.lease);
     expect(model.calls.map((c) => c.method)).toEqual(['findOneAndUpdate', 'findOneAndUpdate', 'findOne']);
     expect(model.calls[2].filter).toEqual(liveFilter('n'));
-    expect(model.calls[2].options).toEqual({ projection: { token: 0, expired: 0 }, readPreference: 'primary' });
+    expect(model.calls[2].options).toEqual({ projection: { token: 0, 'evicted.token': 0, expired: 0 }, readPreference: 'primary' });
     const again = await persister.acquire({ name: 'n', token: 't1', ttlMs: 1_000, owner: a });
     expect(again.acquired && first.acquired).toBe(true);
     if (again.acquired && first.acquired) {
@@ -565,6 +631,26 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
     await expect(persister.acquire({ name: 'm', token: 't1', ttlMs: 1_000, owner: a })).rejects.toBeInstanceOf(PersisterError);
   });
 
+  it('forced release: the evicted holder is told taken-over, never sees a token, and the next fence is higher', async () => {
+    const { model, persister } = modelPersister();
+    const first = await persister.acquire({ name: 'n', token: 't1', ttlMs: 10_000, owner: a });
+    await persister.acquire({ name: 'm', token: 't9', ttlMs: 10_000, owner: b });
+    expect((await persister.list()).map((l) => l.name)).toEqual(['m', 'n']);
+    expect((await persister.list({ prefix: 'n' })).map((l) => l.owner)).toEqual([a.owner]);
+    model.advance(100);
+    const evicted = await persister.forceRelease('n');
+    if (first.acquired) expect(evicted).toEqual(first.lease);
+    expect(await persister.forceRelease('n')).toBeNull();
+    expect(await persister.inspect('n')).toBeNull();
+    const told = await persister.renew({ name: 'n', token: 't1', ttlMs: 1_000 });
+    expect(told).toMatchObject({ renewed: false, holder: { name: 'n', owner: 'release --force', acquiredAt: model.now } });
+    expect(JSON.stringify(told)).not.toContain('t1');
+    const second = await persister.acquire({ name: 'n', token: 't2', ttlMs: 1_000, owner: b });
+    expect(second.acquired && first.acquired && BigInt(second.lease.fencingToken) > BigInt(first.lease.fencingToken)).toBe(true);
+    expect(second.acquired && second.expired).toBeUndefined();
+    expect(JSON.stringify(model.calls.filter((c) => c.method === 'find').map((c) => c.options))).toContain('"evicted":0');
+  });
+
   it('driver errors become PersisterError with the cause kept', async () => {
     const { model, persister } = modelPersister();
     const boom = Object.assign(new Error('connection reset'), { code: 6 });
@@ -622,7 +708,7 @@ describe('MongoPersister: construction', () => {
     expect(new MongoPersister(db).collection.collectionName).toBe('singleton_leases');
     expect(new MongoPersister(db, { collection: 'leases' }).collection.collectionName).toBe('leases');
     expect(new MongoPersister(db).collection.dbName).toBe('app');
-    expect(new MongoPersister(db).capabilities).toEqual({ serverClock: true, notify: false, fencing: true, persistent: true });
+    expect(new MongoPersister(db).capabilities).toEqual({ serverClock: true, notify: false, fencing: true, persistent: true, list: true });
   });
 
   it('rejects what is not a Collection or Db, and bad options, with TypeErrors naming them', () => {
