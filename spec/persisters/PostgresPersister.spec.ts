@@ -12,7 +12,7 @@ import { PersisterError } from '../../lib/errors';
 import type { LockInfo } from '../../lib/persisters/Persister';
 import { PostgresPersister } from '../../lib/persisters/PostgresPersister';
 import { createTableSql } from '../../lib/persisters/postgres/leaseSql';
-import { FORCED_RELEASE_OWNER } from '../../lib/persisters/postgres/rows';
+import { FORCED_RELEASE_OWNER } from '../../lib/persisters/adminSupport';
 import { describePostgres, POSTGRES_URL, testPool, uniqueTable } from '../helpers/postgres';
 import { describePersister, fenceAfter, newToken, testOwner, waitUntil } from './conformance';
 

@@ -112,7 +112,7 @@ ON CONFLICT (name) DO UPDATE SET
       'acquired_ms', ${ms('l.acquired_at')}, 'expires_ms', ${ms('l.expires_at')})
     WHEN ${take} THEN NULL
     ELSE l.expired END,
-  evicted_token = CASE WHEN ${take} THEN NULL ELSE l.evicted_token END
+  evicted_token = l.evicted_token
 RETURNING (l.token = $2::text) AS acquired, ${leaseColumns('l')}, l.expired::text AS expired`;
 
   const renew = `WITH c AS (SELECT clock_timestamp() AS now),

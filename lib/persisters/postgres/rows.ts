@@ -1,4 +1,5 @@
 /** Rows of the lease statements (leaseSql.ts) as `LockInfo`s. */
+import { FORCED_RELEASE_OWNER } from '../adminSupport';
 import type { LockInfo } from '../Persister';
 import type { LeaseRow } from './leaseSql';
 
@@ -26,8 +27,6 @@ export function isTrue(value: unknown): boolean {
   return value === true || value === 't' || value === 'true';
 }
 
-/** The owner shown to a holder evicted by a forced release while nobody holds the lock since. */
-export const FORCED_RELEASE_OWNER = '(released by force)';
 
 /**
  * What an evicted holder's renewal reports when nobody took the lock since: the operator's
