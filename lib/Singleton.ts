@@ -40,7 +40,19 @@ export interface AcquireOptions extends WaitOptions {
 export type RunOptions = AcquireOptions;
 
 /** What {@link Singleton.run} did: ran `fn` under the lock, or found it held elsewhere. */
-export type RunResult<T> = { status: 'done'; value: T } | { status: 'conflict'; holder: LockInfo };
+export type RunResult<T> =
+  | {
+      /** `fn` ran under the lock. */
+      status: 'done';
+      /** What `fn` returned. */
+      value: T;
+    }
+  | {
+      /** The lock was held elsewhere (or by this instance already); `fn` did not run. */
+      status: 'conflict';
+      /** Who holds it. */
+      holder: LockInfo;
+    };
 
 /** A node-style callback, as the seed's `lock(cb)`, `release(cb)` and `exists(cb)` take. */
 export type NodeCallback<T> = (error: Error | null, value?: T) => void;

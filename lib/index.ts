@@ -50,6 +50,18 @@ export { MongoPersister } from './persisters/MongoPersister';
 export type { MongoPersisterOptions } from './persisters/MongoPersister';
 export { PostgresPersister } from './persisters/PostgresPersister';
 export type { PostgresPersisterOptions } from './persisters/PostgresPersister';
+export type { PgQueryable, PgResult } from './persisters/postgres/connection';
+export type { TableName } from './persisters/postgres/identifiers';
+export type {
+  FileThreadDescriptor,
+  ModuleThreadDescriptor,
+  MongoThreadDescriptor,
+  RedisClusterThreadDescriptor,
+  RedisThreadDescriptor,
+  ThreadDescriptor,
+  ThreadDescriptorBase,
+  UrlThreadDescriptor,
+} from './keepAlive/descriptor';
 export { fromCallbackPersister } from './persisters/fromCallbackPersister';
 export type { CallbackPersister, CallbackPersisterOptions } from './persisters/fromCallbackPersister';
 export { persisterFromUrl, PERSISTER_URL_SCHEMES } from './persisters/fromUrl';

@@ -105,7 +105,9 @@ export const DEFAULTS = Object.freeze({
   handleErrors: true,
   /** Longest wait for releases during shutdown, ms. */
   shutdownTimeoutMs: 5_000,
+  /** Where held leases are renewed: the event loop, or the keep-alive thread. */
   keepAlive: 'loop' as 'loop' | 'thread',
+  /** With the keep-alive thread: the longest the event loop may be unresponsive before the lease is let go, ms. */
   maxBlockMs: 60_000,
 });
 

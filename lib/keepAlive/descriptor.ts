@@ -8,6 +8,7 @@ import { expected } from '../validate';
 
 /** Redis through ioredis: a standalone server or Sentinel group (`new Redis(options)`). */
 export interface RedisThreadDescriptor {
+  /** Which store this describes. */
   kind: 'redis';
   /** The ioredis options of the client, functions left out (see {@link ThreadDescriptorBase.dropped}). */
   options: Record<string, unknown>;
@@ -19,6 +20,7 @@ export interface RedisThreadDescriptor {
 
 /** Redis Cluster through ioredis (`new Cluster(startupNodes, options)`). */
 export interface RedisClusterThreadDescriptor {
+  /** Which store this describes. */
   kind: 'redis-cluster';
   /** The nodes the cluster client was started with. */
   startupNodes: unknown[];
@@ -32,6 +34,7 @@ export interface RedisClusterThreadDescriptor {
 
 /** A store URL, opened with `persisterFromUrl(url, options)` (redis:, rediss:, mongodb:, mongodb+srv:, file:). */
 export interface UrlThreadDescriptor {
+  /** Which store this describes. */
   kind: 'url';
   /** The URL the persister was made from. */
   url: string;
@@ -41,6 +44,7 @@ export interface UrlThreadDescriptor {
 
 /** A MongoDB collection reached by a connection string. */
 export interface MongoThreadDescriptor {
+  /** Which store this describes. */
   kind: 'mongodb';
   /** The connection string the `MongoClient` was made with. */
   url: string;
@@ -54,6 +58,7 @@ export interface MongoThreadDescriptor {
 
 /** The file store: a directory on this host. */
 export interface FileThreadDescriptor {
+  /** Which store this describes. */
   kind: 'file';
   /** Absolute directory of the lock files. */
   dir: string;
@@ -66,6 +71,7 @@ export interface FileThreadDescriptor {
  * (or the PostgreSQL one, from its connection string) describes itself this way.
  */
 export interface ModuleThreadDescriptor {
+  /** Which store this describes. */
   kind: 'module';
   /** Absolute path or package name, as `require` takes it. */
   module: string;

@@ -10,12 +10,15 @@ import { withOperationTimeout } from '../operationTimeout';
 
 /** What a statement answers (rows as plain objects). */
 export interface PgResult<Row> {
+  /** The rows the statement returned. */
   rows: Row[];
+  /** How many rows it touched, where the server says. */
   rowCount: number | null;
 }
 
 /** A `pg` Pool or Client: anything that runs one parameterised statement. */
 export interface PgQueryable {
+  /** Runs `text` with `$1…` bound to `values`. */
   query(text: string, values?: unknown[]): Promise<PgResult<any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
