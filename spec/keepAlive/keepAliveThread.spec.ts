@@ -199,7 +199,9 @@ describe.each([
     expect(exit.signal).toBe('SIGKILL');
     expect(exit.at - takenAt).toBeLessThan(RENEW_INTERVAL_MS + 1_000);
     const line = JSON.parse(holder.stderr.trim().split('\n').pop() as string) as { lock: string; reason: string };
-    expect(line).toMatchObject({ lock: name, reason: 'taken-over' });
+    // A renewal may land between the erase and the competitor's acquire: then it finds nothing (expired).
+    expect(line.lock).toBe(name);
+    expect(['taken-over', 'expired']).toContain(line.reason);
     expect(holder.all('unblocked')).toEqual([]);
     await competitor.close?.();
   }, 40_000);
