@@ -1,11 +1,14 @@
 import { postgresUnavailableReason, startPostgresServer, type PostgresServer } from './postgresServer';
 import { startRedisServer, type RedisServer } from './redisServer';
+import { shellWord, startWatchdog } from './watchdog';
 
 declare global {
   // eslint-disable-next-line no-var
   var __SINGLETON_REDIS__: RedisServer | undefined;
   // eslint-disable-next-line no-var
   var __SINGLETON_POSTGRES__: PostgresServer | undefined;
+  // eslint-disable-next-line no-var
+  var __SINGLETON_WATCHDOG__: { disarm(): void } | undefined;
 }
 
 /**
@@ -29,6 +32,14 @@ export default async function globalSetup(): Promise<void> {
     await Promise.all([globalThis.__SINGLETON_REDIS__?.stop(), globalThis.__SINGLETON_POSTGRES__?.stop()]);
     throw failure.reason;
   }
+  // If Jest dies without its teardown, stop both servers anyway (redis-server by pid; PostgreSQL
+  // by an immediate shutdown of its postmaster, then its data directory).
+  const steps: string[] = [];
+  const redisPid = globalThis.__SINGLETON_REDIS__?.process.pid;
+  if (redisPid) steps.push(`kill -9 ${redisPid}`);
+  const pgDir = globalThis.__SINGLETON_POSTGRES__?.dir;
+  if (pgDir) steps.push(`kill -QUIT "$(head -n 1 ${shellWord(`${pgDir}/postmaster.pid`)})"; sleep 1; rm -rf ${shellWord(pgDir)}`);
+  if (steps.length > 0) globalThis.__SINGLETON_WATCHDOG__ = startWatchdog(`${steps.join('; ')} 2>/dev/null`);
 }
 
 async function startPostgres(): Promise<void> {
