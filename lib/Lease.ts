@@ -34,8 +34,6 @@ export class Lease implements AsyncDisposable {
   readonly fencingToken: bigint | number | undefined;
   /** When the lease was acquired (store clock). */
   readonly acquiredAt: Date;
-  /** Aborts when the lease ends other than by its own `release()`; its reason is a {@link LockLostError}. */
-  readonly signal: AbortSignal;
 
   readonly #control: LeaseControl;
 
@@ -45,7 +43,11 @@ export class Lease implements AsyncDisposable {
     this.name = control.name;
     this.fencingToken = control.fencingToken;
     this.acquiredAt = control.acquiredAt;
-    this.signal = control.controller.signal;
+  }
+
+  /** Aborts when the lease ends other than by its own `release()`; its reason is a {@link LockLostError}. */
+  get signal(): AbortSignal {
+    return this.#control.signal;
   }
 
   /** When the store will consider the lease expired unless renewed; moves forward with each renewal. */
@@ -95,18 +97,19 @@ export class LeaseControl {
   readonly fencingToken: bigint | number | undefined;
   readonly acquiredAt: Date;
   expiresAt: Date;
-  readonly controller = new AbortController();
   readonly lease: Lease;
+  /** Made when someone first asks for the signal (most `lock()` users never do). */
+  private controller: AbortController | undefined;
+  /** Why the lease ended other than by its own release, once it has. */
+  private ending: { reason: LeaseEndReason; holder?: LockInfo; error?: LockLostError } | undefined;
   /** The keeper's entry for this lease, set once it is being renewed. */
   kept: KeptLease | undefined;
   /** A store release in flight. */
   releasing: Promise<void> | undefined;
   /** A loss that arrived while a release was in flight (applied if the release fails). */
   pendingLoss: { reason: LeaseEndReason; holder?: LockInfo } | undefined;
-  /** Resolves once the lease has ended, however it ended. */
-  readonly whenEnded: Promise<void>;
   private endedFlag = false;
-  private resolveEnded!: () => void;
+  private ended$: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly work = new Set<Promise<unknown>>();
   private readonly releaseFn: (control: LeaseControl) => Promise<void>;
 
@@ -117,9 +120,6 @@ export class LeaseControl {
     this.acquiredAt = init.acquiredAt;
     this.expiresAt = init.expiresAt;
     this.releaseFn = init.release;
-    this.whenEnded = new Promise<void>((resolve) => {
-      this.resolveEnded = resolve;
-    });
     this.lease = new Lease(this);
   }
 
@@ -133,16 +133,53 @@ export class LeaseControl {
     return this.releaseFn(this);
   }
 
+  /** The lease's signal, made on first use (already aborted if the lease ended meanwhile). */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.ending) this.controller.abort(this.reason());
+    }
+    return this.controller.signal;
+  }
+
   /** Aborts the signal (first reason wins). */
   abort(reason: LeaseEndReason, holder?: LockInfo): void {
-    if (!this.controller.signal.aborted) this.controller.abort(new LockLostError(this.name, reason, holder));
+    if (this.ending) return;
+    this.ending = { reason, holder };
+    if (this.controller) this.controller.abort(this.reason());
+  }
+
+  /** The signal's reason, built once (without a stack: it is a notice, and its message says what happened). */
+  private reason(): LockLostError {
+    const ending = this.ending as NonNullable<LeaseControl['ending']>;
+    if (!ending.error) {
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      try {
+        ending.error = new LockLostError(this.name, ending.reason, ending.holder);
+      } finally {
+        Error.stackTraceLimit = limit;
+      }
+    }
+    return ending.error;
+  }
+
+  /** Resolves once the lease has ended, however it ended (made when first asked for). */
+  get whenEnded(): Promise<void> {
+    if (this.endedFlag) return Promise.resolve();
+    if (!this.ended$) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.ended$ = { promise, resolve };
+    }
+    return this.ended$.promise;
   }
 
   /** Marks the lease ended and wakes whoever waits for that. */
   markEnded(): void {
     if (this.endedFlag) return;
     this.endedFlag = true;
-    this.resolveEnded();
+    this.ended$?.resolve();
   }
 
   /** Work running under this lease (a `run()` callback, a standby task, a Coalescer run). */
