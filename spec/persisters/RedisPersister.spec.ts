@@ -3,7 +3,8 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import Redis, { type RedisOptions } from 'ioredis';
 import { PersisterError } from '../../lib/errors';
 import { RedisPersister } from '../../lib/persisters/RedisPersister';
-import { ACQUIRE_SCRIPT, RENEW_SCRIPT } from '../../lib/persisters/redisScripts';
+import { ACQUIRE_SCRIPT } from '../../lib/persisters/redis/acquire';
+import { RENEW_SCRIPT } from '../../lib/persisters/redis/renew';
 import { freePort, startRedisServer, type RedisServer } from '../setup/redisServer';
 import { describePersister, fenceAfter, newToken, testOwner, waitUntil } from './conformance';
 

@@ -1,0 +1,46 @@
+/**
+ * Where a lock lives in Redis (the README's "Redis data model"): every key of a
+ * lock `name` carries `{name}` as its Cluster hash tag, so they share one slot.
+ *
+ * - lease `<prefix>{<name>}`;
+ * - fence record `<prefix>{<name>}:fence`;
+ * - release channel `<prefix>{<name>}:released` (pub/sub; a channel, not a key).
+ */
+
+/** The keys and channel of one lock. */
+export interface LockKeys {
+  /** The lock name. */
+  readonly name: string;
+  /** The persister's key prefix (for messages). */
+  readonly prefix: string;
+  /** Lease key: `<prefix>{<name>}`. */
+  readonly lease: string;
+  /** Fence record key: `<prefix>{<name>}:fence`. */
+  readonly record: string;
+}
+
+/**
+ * Lease key of `name`: `<prefix>{<name>}`. A name starting with `}` would leave the
+ * Cluster hash tag empty (Redis would then hash whole keys, and a lock's keys could
+ * land in different slots): such a tag gets a first character that no valid lock
+ * name has (control characters are refused by `Singleton`).
+ */
+export function leaseKey(prefix: string, name: string): string {
+  return name.startsWith('}') ? `${prefix}{\u0001${name}}` : `${prefix}{${name}}`;
+}
+
+/** Fence record key of the lease at `lease`. */
+export function recordKey(lease: string): string {
+  return `${lease}:fence`;
+}
+
+/** Release channel of `name`: `<prefix>{<name>}:released`. */
+export function releaseChannel(prefix: string, name: string): string {
+  return `${leaseKey(prefix, name)}:released`;
+}
+
+/** The keys of `name` under `prefix`. */
+export function lockKeys(prefix: string, name: string): LockKeys {
+  const lease = leaseKey(prefix, name);
+  return { name, prefix, lease, record: recordKey(lease) };
+}
