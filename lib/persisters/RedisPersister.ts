@@ -13,11 +13,13 @@ import type {
 } from './Persister';
 import { acquireLease } from './redis/acquire';
 import { inspectLease } from './redis/inspect';
-import { type LockKeys, lockKeys, releaseChannel } from './redis/keys';
+import { keysOfChannel, type LockKeys, lockKeys, releaseChannel } from './redis/keys';
+import { encodeHolder } from './redis/record';
 import { releaseLease } from './redis/release';
 import { renewLease } from './redis/renew';
 import { renewLeases } from './redis/renewMany';
 import type { ScriptClient } from './redis/script';
+import { markWatched } from './redis/watch';
 import { deliver, RedisChannelSubscriber, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
 
@@ -127,17 +129,22 @@ export class RedisPersister implements Persister {
         this.lastConnectionError = undefined;
       });
     }
-    // After a reconnect every watcher is woken once: a release may have been missed meanwhile.
-    this.releases = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this), (_channel, listeners) =>
-      deliver(listeners, ''),
-    );
+    // After a reconnect every watcher is woken once, as a release may have been missed meanwhile,
+    // and the name is marked again, as a restarted Redis may have lost its mark.
+    this.releases = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this), (channel, listeners) => {
+      const lock = keysOfChannel(this.keyPrefix, channel);
+      const what = `Watching lock "${lock.name}"`;
+      this.timed(what, () => markWatched(this.client, lock, what)).catch(() => undefined); // its waiters' next tries mark it too
+      deliver(listeners, '');
+    });
   }
 
   /** Take the lease if it is free or expired; otherwise report the holder. */
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     checkInteger('ttlMs', request.ttlMs, 1);
+    const holder = encodeHolder(request.owner);
     const what = `Acquiring lock "${request.name}"`;
-    return this.timed(what, () => acquireLease(this.client, this.keys(request.name), request, what));
+    return this.timed(what, () => acquireLease(this.client, this.keys(request.name), request, holder, what));
   }
 
   /** Extend the lease, only with the holder's token. */
@@ -185,8 +192,17 @@ export class RedisPersister implements Persister {
    * subscriber reconnects, as a release may have been missed). Resolves once
    * the subscription is confirmed; the function it resolves removes this watcher.
    */
-  watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
-    return this.releases.subscribe(this.channel(name), () => onRelease(), `Watching lock "${name}"`);
+  async watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
+    const what = `Watching lock "${name}"`;
+    const stop = await this.releases.subscribe(this.channel(name), () => onRelease(), what);
+    try {
+      // Subscribed first, then marked: a release after the mark is published, and heard.
+      await this.timed(what, () => markWatched(this.client, this.keys(name), what));
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+    return stop;
   }
 
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */

@@ -2,77 +2,93 @@
  * Acquire: take the lease if it is free; idempotent for the holder's own token.
  *
  * KEYS: [1] lease, [2] fence record.
- * ARGV: [1] token, [2] ttlMs, [3] owner, [4] hostname, [5] pid.
+ * ARGV: [1] token, [2] ttlMs, [3] the holder as the record stores it (`pid\nhostname\nowner`).
  * Returns:
- * - `{'ACQUIRED', fence, at, exp}`: taken (or already held with this token: same fence);
- * - `{'ACQUIRED', fence, at, exp, owner, host, pid, fence, at, exp}`: taken over a lease
- *   that expired without release; the last six describe that previous lease;
- * - `{'HELD', owner, host, pid, fence, at, exp}`: someone else holds it.
+ * - `{1, fence, acquiredAtMs}`: taken; it expires at acquiredAt + ttlMs;
+ * - `{1, fence, acquiredAtMs, expiresAtMs}`: already held with this token (a re-sent
+ *   acquire): same fence and acquiredAt, extended by ttlMs from now;
+ * - `{1, fence, acquiredAtMs, record, expiresAtMs}`: taken over a lease that expired
+ *   without release; `record` (the previous fence record) and `expiresAtMs` describe it;
+ * - `{0, record, expiresAtMs}`: someone else holds it (the current fence record, and when
+ *   that lease expires). The caller may wait for its release: the lease is marked
+ *   (its value ends with `*`) so that its release is published.
  *
- * Calls besides TIME: 4 when free (SET NX PX, HMGET, HSET, PEXPIRE of the record);
- * 4 on conflict (SET, GET, HMGET, PTTL); 6 when re-sent with the holder's token.
+ * Calls: free 4 (TIME, GET record, SET NX PX, SET record PX), one more (PTTL of the
+ * record) on takeover of an expired lease; conflict 5 (TIME, GET record, SET, GET,
+ * PTTL), one more (APPEND) the first time a lease is marked; re-sent by the holder 5.
  */
 import type { AcquireRequest, AcquireResult, LockInfo } from '../Persister';
-import { holderFrom } from './holder';
 import type { LockKeys } from './keys';
-import { FENCE_RECORD_TTL_MS, holderReply, withPrelude } from './lua';
+import { FENCE_RECORD_TTL_MS, holderReply, SERVER_TIME, WAITER_MARK } from './lua';
+import { holderFromRecord } from './record';
 import { defineScript, type ScriptClient, unexpectedReply } from './script';
+
+const DAY = FENCE_RECORD_TTL_MS;
 
 /** The acquire script. */
 export const ACQUIRE_SCRIPT = defineScript(
   'acquire',
-  withPrelude(`
-local ttl = tonumber(ARGV[2])
-local exp = fmt(nowMs + ttl)
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  -- held: by someone else, or by this token (a re-sent acquire)
-  local token = redis.call('GET', KEYS[1])
-  local rec = redis.call('HMGET', KEYS[2], 'owner', 'host', 'pid', 'fence', 'at')
-  if token ~= ARGV[1] then
-    local pttl = redis.call('PTTL', KEYS[1])
-    return ${holderReply('HELD')}
+  `${SERVER_TIME}
+local token, ttl = ARGV[1], tonumber(ARGV[2])
+local old = redis.pcall('GET', KEYS[2])
+if type(old) ~= 'string' then old = nil end
+local watched = old and string.byte(old, 2) == 119 -- 'w'
+if not redis.call('SET', KEYS[1], watched and token .. '${WAITER_MARK}' or token, 'NX', 'PX', ttl) then
+  local held = redis.call('GET', KEYS[1])
+  if held ~= token and held ~= token .. '${WAITER_MARK}' then
+    -- someone else holds it: name the holder, and mark the lease, as the caller may wait for its release
+    if held and string.byte(held, -1) ~= 42 then redis.call('APPEND', KEYS[1], '${WAITER_MARK}') end
+    local rec, pttl = old, redis.call('PTTL', KEYS[1])
+    return ${holderReply('0')}
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  if rec[4] then
-    redis.call('HSET', KEYS[2], 'exp', exp)
-    redis.call('PEXPIRE', KEYS[2], ttl + ${FENCE_RECORD_TTL_MS})
-    return { 'ACQUIRED', rec[4], rec[5] or fmt(nowMs), exp }
+  -- re-sent by the holder: extend it, same fence
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  local fence, at = string.match(old or '', '^..\\n(%d+)\\n(%d+)\\n')
+  if fence then
+    redis.call('PEXPIRE', KEYS[2], ttl + ${DAY})
+    return { 1, tonumber(fence), tonumber(at), nowMs + ttl }
   end
-  -- our lease lost its record (deleted by hand, evicted): describe it anew, with a new fence
+  old = nil -- our lease lost its record (deleted by hand, evicted): describe it anew, with a new fence
 end
-local last = redis.call('HMGET', KEYS[2], 'f', 'owner', 'host', 'pid', 'fence', 'at', 'exp', 'rel')
-local fence = (tonumber(last[1]) or 0) + 1
-local nowUs = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-if fence < nowUs then fence = nowUs end
-fence = fmt(fence)
-local at = fmt(nowMs)
-redis.call('HSET', KEYS[2], 'f', fence, 'owner', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5],
-  'fence', fence, 'at', at, 'exp', exp, 'rel', '0')
-redis.call('PEXPIRE', KEYS[2], ttl + ${FENCE_RECORD_TTL_MS})
-if last[8] == '0' and last[2] then
-  return { 'ACQUIRED', fence, at, exp, last[2], last[3], last[4], last[5], last[6], last[7] }
+local fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local last = old and tonumber(string.match(old, '^..\\n(%d+)'))
+if last and fence <= last then fence = last + 1 end
+local expired
+if old and string.byte(old, 1) == 104 then -- 'h': the previous lease was never released, and its key is gone
+  local pttl = redis.call('PTTL', KEYS[2]) -- the record expires a day after the lease it describes did
+  expired = pttl > 0 and nowMs + pttl - ${DAY} or nowMs
 end
-return { 'ACQUIRED', fence, at, exp }
-`),
+redis.call('SET', KEYS[2], (watched and 'hw\\n' or 'h-\\n') .. string.format('%.0f\\n%.0f\\n', fence, nowMs) .. ARGV[3], 'PX', ttl + ${DAY})
+if expired then return { 1, fence, nowMs, old, expired } end
+return { 1, fence, nowMs }
+`,
 );
 
-/** Runs {@link ACQUIRE_SCRIPT} for `request` on the keys of `lock`; `what` starts error messages. */
-export async function acquireLease(client: ScriptClient, lock: LockKeys, request: AcquireRequest, what: string): Promise<AcquireResult> {
+/**
+ * Runs {@link ACQUIRE_SCRIPT} for `request` on the keys of `lock`; `holder` is
+ * `encodeHolder(request.owner)` (checked before anything is sent); `what` starts error messages.
+ */
+export async function acquireLease(
+  client: ScriptClient,
+  lock: LockKeys,
+  request: AcquireRequest,
+  holder: string,
+  what: string,
+): Promise<AcquireResult> {
   const { token, ttlMs, owner } = request;
-  const reply = await ACQUIRE_SCRIPT.call(client, [lock.lease, lock.record], [token, ttlMs, owner.owner, owner.hostname, owner.pid]);
+  const reply = await ACQUIRE_SCRIPT.call(client, [lock.lease, lock.record], [token, ttlMs, holder]);
   if (!Array.isArray(reply)) throw unexpectedReply(what, lock.prefix, reply);
-  const fields = reply as string[];
-  if (fields[0] === 'HELD') return { acquired: false, holder: holderFrom(lock.name, fields, 1) };
-  if (fields[0] !== 'ACQUIRED') throw unexpectedReply(what, lock.prefix, reply);
-  const [, fence, at, exp] = fields;
+  if (reply[0] === 0 && reply.length === 3) return { acquired: false, holder: holderFromRecord(lock.name, String(reply[1]), Number(reply[2])) };
+  if (reply[0] !== 1 || typeof reply[1] !== 'number' || typeof reply[2] !== 'number') throw unexpectedReply(what, lock.prefix, reply);
   const lease: LockInfo = {
     name: lock.name,
     owner: owner.owner,
     hostname: owner.hostname,
     pid: owner.pid,
-    fencingToken: Number(fence),
-    acquiredAt: new Date(Number(at)),
-    expiresAt: new Date(Number(exp)),
+    fencingToken: reply[1],
+    acquiredAt: new Date(reply[2]),
+    expiresAt: new Date(reply.length === 4 ? Number(reply[3]) : reply[2] + ttlMs),
   };
-  return fields.length > 4 ? { acquired: true, lease, expired: holderFrom(lock.name, fields, 4) } : { acquired: true, lease };
+  if (reply.length === 5) return { acquired: true, lease, expired: holderFromRecord(lock.name, String(reply[3]), Number(reply[4])) };
+  return { acquired: true, lease };
 }

@@ -3,28 +3,31 @@
  *
  * KEYS: [1] lease, [2] fence record.
  * ARGV: none.
- * Returns `{}` when free, else `{owner, host, pid, fence, at, exp}`.
+ * Returns `0` when free, else `{record, expiresAtMs}`.
+ * Calls: 3 (PTTL, GET of the record, TIME); 1 when free.
  */
 import type { LockInfo } from '../Persister';
-import { holderFrom } from './holder';
 import type { LockKeys } from './keys';
-import { holderReply, withPrelude } from './lua';
+import { holderReply, SERVER_TIME } from './lua';
+import { holderFromRecord, isHolderReply } from './record';
 import { defineScript, type ScriptClient, unexpectedReply } from './script';
 
 /** The inspect script. */
 export const INSPECT_SCRIPT = defineScript(
   'inspect',
-  withPrelude(`
+  `
 local pttl = redis.call('PTTL', KEYS[1])
-if pttl == -2 then return {} end -- no lease
-local rec = redis.call('HMGET', KEYS[2], 'owner', 'host', 'pid', 'fence', 'at')
-return ${holderReply(null)}
-`),
+if pttl == -2 then return 0 end -- no lease
+local rec = redis.pcall('GET', KEYS[2])
+${SERVER_TIME}
+return ${holderReply()}
+`,
 );
 
 /** Runs {@link INSPECT_SCRIPT}: the holder of `lock`, or null when free. */
 export async function inspectLease(client: ScriptClient, lock: LockKeys, what: string): Promise<LockInfo | null> {
   const reply = await INSPECT_SCRIPT.call(client, [lock.lease, lock.record], []);
-  if (!Array.isArray(reply)) throw unexpectedReply(what, lock.prefix, reply);
-  return reply.length === 0 ? null : holderFrom(lock.name, reply as string[], 0);
+  if (reply === 0) return null;
+  if (!isHolderReply(reply)) throw unexpectedReply(what, lock.prefix, reply);
+  return holderFromRecord(lock.name, reply[0], reply[1]);
 }

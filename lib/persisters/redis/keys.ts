@@ -36,11 +36,19 @@ export function recordKey(lease: string): string {
 
 /** Release channel of `name`: `<prefix>{<name>}:released`. */
 export function releaseChannel(prefix: string, name: string): string {
-  return `${leaseKey(prefix, name)}:released`;
+  return `${leaseKey(prefix, name)}${RELEASED_SUFFIX}`;
 }
+
+const RELEASED_SUFFIX = ':released';
 
 /** The keys of `name` under `prefix`. */
 export function lockKeys(prefix: string, name: string): LockKeys {
   const lease = leaseKey(prefix, name);
   return { name, prefix, lease, record: recordKey(lease) };
+}
+
+/** The keys of the lock whose release channel is `channel` (the name is not needed to reach them). */
+export function keysOfChannel(prefix: string, channel: string): LockKeys {
+  const lease = channel.slice(0, -RELEASED_SUFFIX.length);
+  return { name: lease.slice(prefix.length), prefix, lease, record: recordKey(lease) };
 }

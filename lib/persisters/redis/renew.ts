@@ -3,45 +3,42 @@
  *
  * KEYS: [1] lease, [2] fence record.
  * ARGV: [1] token, [2] ttlMs.
- * Returns `{'RENEWED', exp}`, `{'NOT_HELD'}` (free) or
- * `{'NOT_HELD', owner, host, pid, fence, at, exp}` (someone else holds it).
+ * Returns the new expiry (ms since the epoch) when renewed; `0` when nobody holds it;
+ * `{record, expiresAtMs}` when someone else does (its fence record, and when it expires).
+ *
+ * Calls: 4 when renewed (TIME, GET, PEXPIRE of the lease and of the record, which keeps
+ * the record exactly a day past the lease); 4 when someone else holds it.
  */
 import type { RenewRequest, RenewResult } from '../Persister';
-import { holderFrom } from './holder';
 import type { LockKeys } from './keys';
-import { FENCE_RECORD_TTL_MS, holderReply, withPrelude } from './lua';
+import { FENCE_RECORD_TTL_MS, holderReply, SERVER_TIME, WAITER_MARK } from './lua';
+import { holderFromRecord, isHolderReply } from './record';
 import { defineScript, type ScriptClient, unexpectedReply } from './script';
 
 /**
- * `renew(leaseKey, fenceKey, token, ttl)`: the body of {@link RENEW_SCRIPT}, shared with
- * the renewMany script. Returns what RENEW_SCRIPT does.
- * Calls besides TIME: 4 when renewed (GET, PEXPIRE, HSET, PEXPIRE of the record).
+ * Lua: `renew(leaseKey, recordKey, token, ttl)`, the body of {@link RENEW_SCRIPT}, shared
+ * with the renewMany script; returns what RENEW_SCRIPT does. Uses the local `nowMs`.
  */
 export const RENEW_FUNCTION = `
-local function renew(leaseKey, fenceKey, token, ttl)
-  local held = redis.call('GET', leaseKey)
-  if held ~= token then
-    if not held then return { 'NOT_HELD' } end
-    local rec = redis.call('HMGET', fenceKey, 'owner', 'host', 'pid', 'fence', 'at')
-    local pttl = redis.call('PTTL', leaseKey)
-    return ${holderReply('NOT_HELD')}
+local function renew(lease, record, token, ttl)
+  local held = redis.call('GET', lease)
+  if held == token or held == token .. '${WAITER_MARK}' then
+    redis.call('PEXPIRE', lease, ttl)
+    redis.call('PEXPIRE', record, ttl + ${FENCE_RECORD_TTL_MS})
+    return nowMs + ttl
   end
-  redis.call('PEXPIRE', leaseKey, ttl)
-  local exp = fmt(nowMs + ttl)
-  redis.call('HSET', fenceKey, 'exp', exp)
-  -- keeps the record alive past the lease, also for leases held longer than its day
-  redis.call('PEXPIRE', fenceKey, ttl + ${FENCE_RECORD_TTL_MS})
-  return { 'RENEWED', exp }
+  if not held then return 0 end
+  local rec, pttl = redis.pcall('GET', record), redis.call('PTTL', lease)
+  return ${holderReply()}
 end
 `;
 
 /** The renew script. */
 export const RENEW_SCRIPT = defineScript(
   'renew',
-  withPrelude(`
-${RENEW_FUNCTION}
+  `${SERVER_TIME}${RENEW_FUNCTION}
 return renew(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
-`),
+`,
 );
 
 /** Runs {@link RENEW_SCRIPT} for `request` on the keys of `lock`; `what` starts error messages. */
@@ -50,11 +47,10 @@ export async function renewLease(client: ScriptClient, lock: LockKeys, request: 
   return parseRenewReply(lock, reply, what);
 }
 
-/** A renew reply (also one lease's slot of a renewMany reply that was not renewed) as a `RenewResult`. */
+/** A renew reply (also one lease's slot of a renewMany reply) as a `RenewResult`. */
 export function parseRenewReply(lock: Pick<LockKeys, 'name' | 'prefix'>, reply: unknown, what: string): RenewResult {
-  if (Array.isArray(reply) && reply[0] === 'RENEWED') return { renewed: true, expiresAt: new Date(Number(reply[1])) };
-  if (Array.isArray(reply) && reply[0] === 'NOT_HELD') {
-    return { renewed: false, holder: reply.length > 1 ? holderFrom(lock.name, reply as string[], 1) : null };
-  }
+  if (typeof reply === 'number' && reply > 0) return { renewed: true, expiresAt: new Date(reply) };
+  if (reply === 0) return { renewed: false, holder: null };
+  if (isHolderReply(reply)) return { renewed: false, holder: holderFromRecord(lock.name, reply[0], reply[1]) };
   throw unexpectedReply(what, lock.prefix, reply);
 }

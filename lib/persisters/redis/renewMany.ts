@@ -4,16 +4,17 @@
  * renew script, on its own: an error on one lease fails that lease only. The common
  * answer is one integer, so a batch of thousands costs the client little to read.
  *
- * KEYS: lease and fence record of each lease, in pairs: [1] lease 1, [2] fence 1, [3] lease 2, …
+ * KEYS: lease and fence record of each lease, in pairs: [1] lease 1, [2] record 1, [3] lease 2, …
  * ARGV: [1] ttlMs (of every lease), then the token of each lease, in the same order.
- * Returns one reply per lease, in order: its new expiry (ms since the epoch, an
- * integer) when renewed; else what the renew script returns (`{'NOT_HELD', …}`);
- * or `{'ERROR', message}` when renewing that lease raised an error.
+ * Returns one reply per lease, in order: what the renew script returns for it (its new
+ * expiry, `0` or `{record, expiresAtMs}`), or `{-1, message}` when renewing it raised an error.
+ *
+ * Calls: one TIME per call, then 3 per renewed lease (GET, PEXPIRE, PEXPIRE).
  */
 import { toPersisterError } from '../../errors';
 import type { RenewRequest, RenewResult } from '../Persister';
 import { leaseKey, recordKey } from './keys';
-import { withPrelude } from './lua';
+import { SERVER_TIME } from './lua';
 import { parseRenewReply, RENEW_FUNCTION, RENEW_SCRIPT } from './renew';
 import { type Arg, defineScript, isNoScript, type ScriptClient } from './script';
 
@@ -23,22 +24,15 @@ export const RENEW_MANY_CHUNK = 100;
 /** The renewMany script. */
 export const RENEW_MANY_SCRIPT = defineScript(
   'renewMany',
-  withPrelude(`
-${RENEW_FUNCTION}
+  `${SERVER_TIME}${RENEW_FUNCTION}
 local ttl = tonumber(ARGV[1])
 local out = {}
 for i = 1, #KEYS / 2 do
   local ok, reply = pcall(renew, KEYS[2 * i - 1], KEYS[2 * i], ARGV[i + 1], ttl)
-  if not ok then
-    out[i] = { 'ERROR', type(reply) == 'table' and reply.err or tostring(reply) }
-  elseif reply[1] == 'RENEWED' then
-    out[i] = nowMs + ttl
-  else
-    out[i] = reply
-  end
+  out[i] = ok and reply or { -1, type(reply) == 'table' and reply.err or tostring(reply) }
 end
 return out
-`),
+`,
 );
 
 /**
@@ -104,9 +98,9 @@ export async function renewLeases(
 
 /** One lease's slot of a RENEW_MANY reply; the message is only built when something went wrong. */
 function renewResult(prefix: string, name: string, reply: unknown): RenewResult | Error {
-  if (typeof reply === 'number') return { renewed: true, expiresAt: new Date(reply) };
+  if (typeof reply === 'number' && reply > 0) return { renewed: true, expiresAt: new Date(reply) };
   const what = `Renewing lock "${name}"`;
-  if (Array.isArray(reply) && reply[0] === 'ERROR') return toPersisterError(what, new Error(String(reply[1])));
+  if (Array.isArray(reply) && reply[0] === -1) return toPersisterError(what, new Error(String(reply[1])));
   try {
     return parseRenewReply({ name, prefix }, reply, what);
   } catch (parseError) {
