@@ -1,12 +1,12 @@
 import './polyfills';
 import { decodeOutcome, encodeError, encodeValue, type Jsonified, type RunInfo } from './coalescer/outcome';
 import { type OutcomeStore, outcomeStoreFor } from './coalescer/OutcomeStore';
-import { abortError, LockLostError, SingletonError, timeoutError, toPersisterError } from './errors';
-import type { SingletonEvents } from './events';
+import { abortError, SingletonError, timeoutError, toPersisterError } from './errors';
+import { type Lease, trackWork } from './Lease';
 import { childLogger, getDefaultLogger, type Logger } from './logger';
 import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
-import { Singleton } from './Singleton';
+import { isPersister, Singleton } from './Singleton';
 import { monotonicNow, newToken, withJitter } from './time';
 import { checkInteger, checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
@@ -192,7 +192,7 @@ export class Coalescer {
       shutdownTimeoutMs: options.shutdownTimeoutMs,
       // A lost lease aborts `fn`'s signal; it never exits the process.
       onLost: 'emit',
-      logger: quietConflicts(logger),
+      logger,
     };
     const normalized = normalizeOptions(this.singletonOptions); // checks owner, signals, logger… now
     this.owner = normalized.owner;
@@ -376,7 +376,8 @@ export class Coalescer {
         if (broadcast !== undefined) return broadcast;
         let delayMs: number;
         try {
-          if (await singleton.lock()) return await this.runHolding(flight, singleton, fn, log);
+          const lease = await singleton.acquire();
+          if (lease) return await this.runHolding(flight, lease, fn, log);
           // Someone else runs it, or just finished: its outcome may be stored already.
           const found = broadcast ?? (await this.read(key));
           if (found !== null) return found;
@@ -404,24 +405,12 @@ export class Coalescer {
   }
 
   /** Holding the lease: check the store once more, run `fn`, store the outcome, release. */
-  private async runHolding(
-    flight: Flight,
-    singleton: Singleton,
-    fn: (signal: AbortSignal) => unknown,
-    log: Logger,
-  ): Promise<string> {
+  private async runHolding(flight: Flight, lease: Lease, fn: (signal: AbortSignal) => unknown, log: Logger): Promise<string> {
     const { key } = flight;
-    const controller = new AbortController();
-    const onLost = (e: SingletonEvents['lost'][0]) => controller.abort(new LockLostError(key, e.reason, e.holder));
-    // Only the process hooks release a run's lease while `fn` runs (a signal or fatal error):
-    // the run then no longer excludes anyone, so `fn` is told to stop and its outcome is not shared.
-    const onReleasing = () =>
-      controller.abort(
-        new SingletonError('SINGLETON_SHUTTING_DOWN', `The run of "${key}" was stopped: its lease was released because the process is shutting down.`),
-      );
-    singleton.on('lost', onLost);
-    singleton.on('releasing', onReleasing);
-    flight.running = controller;
+    // `fn` stops when the lease ends (lost, or the process hooks hand it over) or on close().
+    const closed = new AbortController();
+    const signal = AbortSignal.any([lease.signal, closed.signal]);
+    flight.running = closed;
     try {
       flight.stop.signal.throwIfAborted(); // every caller left (or close()) while the lease was being taken
       // A run may have finished between our last check and this lease: its outcome wins.
@@ -433,19 +422,21 @@ export class Coalescer {
       const run = (): RunInfo => ({
         key,
         owner: this.owner,
-        fencingToken: String(singleton.fencingToken ?? ''),
+        fencingToken: String(lease.fencingToken ?? ''),
         finishedAt: new Date().toISOString(),
       });
-      log.debug({ fencingToken: String(singleton.fencingToken) }, `running "${key}"`);
+      log.debug({ fencingToken: String(lease.fencingToken) }, `running "${key}"`);
+      const work = (async () => fn(signal))();
+      trackWork(lease, work);
       let outcome: string;
       try {
-        outcome = encodeValue(await fn(controller.signal), run());
+        outcome = encodeValue(await work, run());
       } catch (err) {
         log.debug({ err }, `the run of "${key}" failed; sharing its error`);
         outcome = encodeError(err, run());
       }
-      // Lost lease or close(): another holder may be running it; this outcome is not shared.
-      controller.signal.throwIfAborted();
+      // Lease ended or close(): another holder may be running it; this outcome is not shared.
+      signal.throwIfAborted();
       try {
         await this.outcomes.put(key, outcome, this.resultTtlMs);
         this.scheduleSweep(key);
@@ -456,9 +447,7 @@ export class Coalescer {
       return outcome;
     } finally {
       flight.running = undefined;
-      singleton.off('lost', onLost);
-      singleton.off('releasing', onReleasing);
-      await singleton.release().catch((err: unknown) => log.warn({ err }, `releasing "${key}" failed; its lease will expire`));
+      await lease.release().catch((err: unknown) => log.warn({ err }, `releasing "${key}" failed; its lease will expire`));
     }
   }
 
@@ -565,11 +554,6 @@ function isStoreError(err: unknown): boolean {
   return err instanceof SingletonError && err.code === 'SINGLETON_PERSISTER';
 }
 
-function isPersister(value: unknown): value is Persister {
-  if (value === null || typeof value !== 'object') return false;
-  const p = value as Record<string, unknown>;
-  return ['acquire', 'renew', 'release', 'inspect'].every((m) => typeof p[m] === 'function');
-}
 
 function isOutcomeStore(value: unknown): value is OutcomeStore {
   if (value === null || typeof value !== 'object') return false;
@@ -577,20 +561,5 @@ function isOutcomeStore(value: unknown): value is OutcomeStore {
   return typeof s.put === 'function' && typeof s.get === 'function';
 }
 
-
-/**
- * The Singletons of a Coalescer find the lease taken all the time: that is waiting, not a
- * warning. Their `conflict` lines go to debug; everything else keeps its level.
- */
-function quietConflicts(logger: Logger): Logger {
-  return {
-    debug: (obj, msg) => logger.debug(obj, msg),
-    info: (obj, msg) => logger.info(obj, msg),
-    warn: (obj, msg) => ((obj as { to?: unknown }).to === 'conflict' ? logger.debug(obj, msg) : logger.warn(obj, msg)),
-    error: (obj, msg) => logger.error(obj, msg),
-    child: (bindings) => quietConflicts(childLogger(logger, bindings)),
-    isLevelEnabled: (level) => logger.isLevelEnabled?.(level) ?? true,
-  };
-}
 
 function noop(): void {}

@@ -1,5 +1,6 @@
 import { toPersisterError, type LostReason } from './errors';
 import type { LockInfo, Persister, RenewRequest, RenewResult } from './persisters/Persister';
+import { isolated } from './safeEmit';
 import { monotonicNow, safetyMarginMs } from './time';
 
 /** What a `Singleton` hands the keeper for one held lease, and how the keeper reports back. */
@@ -12,8 +13,11 @@ export interface KeptLease {
   sentAt: number;
   /** Round trip of the last successful acquire/renew, ms. */
   roundTripMs: number;
+  /** Called after each successful renewal. Anything it throws is re-thrown in a tick of its own. */
   onRenewed(expiresAt: Date): void;
+  /** Called once, when the lease is lost; the keeper has dropped it already. Isolated like `onRenewed`. */
   onLost(reason: LostReason, holder?: LockInfo): void;
+  /** Called for each failed renewal that is retried. Isolated like `onRenewed`. */
   onError(error: Error): void;
 }
 
@@ -35,11 +39,18 @@ interface Entry {
  * trips per interval. A lease whose renewals keep failing is declared lost at
  * its local monotonic deadline — last successful send + ttl − safety margin —
  * before the store can hand it to anyone else.
+ *
+ * Each lease settles on its own: one slow or failing renewal never delays or fails
+ * another's, and a callback that throws never stops the timer (its error is re-thrown in
+ * a tick of its own). When the persister reports that its connection came back after a
+ * drop (`onReconnect`), every lease is renewed at once: a restarted store that forgot a
+ * lease makes it `lost` within a round trip, not at the next renewal.
  */
 export class LeaseKeeper {
   private readonly entries = new Map<KeptLease, Entry>();
   private timer: NodeJS.Timeout | undefined;
   private armedFor = Infinity;
+  private stopWatchingReconnects: (() => void) | undefined;
 
   constructor(private readonly persister: Persister) {}
 
@@ -53,13 +64,33 @@ export class LeaseKeeper {
     const entry: Entry = { lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0 };
     this.schedule(entry, lease.sentAt, lease.roundTripMs);
     this.entries.set(lease, entry);
+    if (this.entries.size === 1) this.watchReconnects();
     this.arm(Math.min(entry.nextDue, entry.deadline));
   }
 
   /** Stops renewing `lease`; an answer still in flight for it is ignored. */
   remove(lease: KeptLease): void {
-    this.entries.delete(lease);
+    if (!this.entries.delete(lease)) return;
     if (this.entries.size === 0) this.disarm();
+  }
+
+  /** Renews every lease now (a reconnect: the store may have forgotten them). */
+  checkNow(): void {
+    const now = monotonicNow();
+    for (const entry of this.entries.values()) if (!entry.inFlight) entry.nextDue = now;
+    if (this.entries.size > 0) {
+      this.disarm();
+      this.tick();
+    }
+  }
+
+  private watchReconnects(): void {
+    if (this.stopWatchingReconnects || !this.persister.onReconnect) return;
+    try {
+      this.stopWatchingReconnects = this.persister.onReconnect(() => this.checkNow());
+    } catch {
+      this.stopWatchingReconnects = undefined;
+    }
   }
 
   private schedule(entry: Entry, sentAt: number, roundTripMs: number): void {
@@ -80,6 +111,11 @@ export class LeaseKeeper {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.armedFor = Infinity;
+    if (this.entries.size === 0 && this.stopWatchingReconnects) {
+      const stop = this.stopWatchingReconnects;
+      this.stopWatchingReconnects = undefined;
+      isolated(stop);
+    }
   }
 
   private tick(): void {
@@ -91,7 +127,7 @@ export class LeaseKeeper {
     for (const entry of this.entries.values()) {
       if (entry.deadline <= now) {
         this.entries.delete(entry.lease);
-        entry.lease.onLost('store-unreachable');
+        isolated(() => entry.lease.onLost('store-unreachable'));
         continue;
       }
       if (!entry.inFlight && entry.nextDue <= now + entry.lease.renewIntervalMs / 4) batch.push(entry);
@@ -104,19 +140,34 @@ export class LeaseKeeper {
 
   private send(batch: Entry[]): void {
     const sentAt = monotonicNow();
-    const requests: RenewRequest[] = batch.map(({ lease }) => ({ name: lease.name, token: lease.token, ttlMs: lease.ttlMs }));
     for (const entry of batch) entry.inFlight = true;
-    const answers: Promise<Array<RenewResult | Error>> =
-      batch.length > 1 && this.persister.renewMany
-        ? this.persister.renewMany(requests).catch((err: unknown) => requests.map(() => toError(err)))
-        : Promise.all(requests.map((r) => this.persister.renew(r).catch(toError)));
-    void answers.then((results) => {
-      const roundTripMs = monotonicNow() - sentAt;
-      batch.forEach((entry, i) => this.settle(entry, results[i] ?? new Error('no answer for this lease'), sentAt, roundTripMs));
-    });
+    const request = ({ lease }: Entry): RenewRequest => ({ name: lease.name, token: lease.token, ttlMs: lease.ttlMs });
+    if (batch.length > 1 && this.persister.renewMany) {
+      // One round trip for the whole batch: every answer arrives together anyway.
+      const requests = batch.map(request);
+      void this.persister.renewMany(requests).then(
+        (results) => batch.forEach((entry, i) => this.settle(entry, results[i] ?? new Error('no answer for this lease'), sentAt)),
+        (err: unknown) => batch.forEach((entry) => this.settle(entry, toError(err), sentAt)),
+      );
+      return;
+    }
+    // Separate calls settle separately: a slow one never holds back (or fails) the others.
+    for (const entry of batch) {
+      let answer: Promise<RenewResult>;
+      try {
+        answer = this.persister.renew(request(entry));
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
+      void answer.then(
+        (result) => this.settle(entry, result, sentAt),
+        (err: unknown) => this.settle(entry, toError(err), sentAt),
+      );
+    }
   }
 
-  private settle(entry: Entry, result: RenewResult | Error, sentAt: number, roundTripMs: number): void {
+  private settle(entry: Entry, result: RenewResult | Error, sentAt: number): void {
+    const roundTripMs = monotonicNow() - sentAt;
     entry.inFlight = false;
     const { lease } = entry;
     if (this.entries.get(lease) !== entry) return; // released or lost meanwhile
@@ -127,13 +178,13 @@ export class LeaseKeeper {
       const backoff = Math.min(lease.renewIntervalMs, 50 * 2 ** (entry.failures - 1));
       entry.nextDue = Math.min(now + backoff, now + Math.max(0, (entry.deadline - now) / 2));
       this.arm(Math.min(entry.nextDue, entry.deadline));
-      lease.onError(toPersisterError(`Renewing lock "${lease.name}"`, result));
+      isolated(() => lease.onError(toPersisterError(`Renewing lock "${lease.name}"`, result)));
       return;
     }
     if (!result.renewed) {
       this.entries.delete(lease);
       if (this.entries.size === 0) this.disarm();
-      lease.onLost(result.holder ? 'taken-over' : 'expired', result.holder ?? undefined);
+      isolated(() => lease.onLost(result.holder ? 'taken-over' : 'expired', result.holder ?? undefined));
       return;
     }
     entry.failures = 0;
@@ -141,7 +192,7 @@ export class LeaseKeeper {
     lease.roundTripMs = roundTripMs;
     this.schedule(entry, sentAt, roundTripMs);
     this.arm(entry.nextDue);
-    lease.onRenewed(result.expiresAt);
+    isolated(() => lease.onRenewed(result.expiresAt));
   }
 }
 

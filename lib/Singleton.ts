@@ -1,12 +1,15 @@
 import './polyfills';
 import { EventEmitter } from 'node:events';
-import { abortError, LockLostError, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
+import { raceAbort, waitController } from './abortable';
+import { abortError, type LeaseEndReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
+import { bindControl, type Lease, LeaseControl } from './Lease';
 import { keeperFor, type KeptLease, type LeaseKeeper } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { type HookEntry, processHooks } from './processHooks';
+import { safeEmit } from './safeEmit';
 import { canTransition, type State } from './states';
 import { monotonicNow, newToken, withJitter } from './time';
 import { checkName, checkWaitLimits, expected } from './validate';
@@ -20,30 +23,47 @@ export interface WaitOptions {
   timeoutMs?: number;
 }
 
-/** Options of {@link Singleton.run}. */
-export interface RunOptions extends WaitOptions {
-  /** Wait for the lock (hot standby) instead of answering `conflict` at once. @default false */
+/** Options of {@link Singleton.acquire} and {@link Singleton.run}. */
+export interface AcquireOptions extends WaitOptions {
+  /**
+   * Stand by until the lock is held (hot standby) instead of answering `conflict` at once.
+   * While this instance holds a lease itself, a waiting call waits until that lease ends.
+   * @default false
+   */
   wait?: boolean;
 }
+
+/** Options of {@link Singleton.run}. */
+export type RunOptions = AcquireOptions;
 
 /** What {@link Singleton.run} did: ran `fn` under the lock, or found it held elsewhere. */
 export type RunResult<T> = { status: 'done'; value: T } | { status: 'conflict'; holder: LockInfo };
 
-interface HeldLease {
-  token: string;
-  fencingToken: bigint | number;
-  expiresAt: Date;
-  kept: KeptLease;
-}
+/** A node-style callback, as the seed's `lock(cb)`, `release(cb)` and `exists(cb)` take. */
+export type NodeCallback<T> = (error: Error | null, value?: T) => void;
 
 type EventPayload<E extends keyof SingletonEvents> = Omit<SingletonEvents[E][0], 'name'>;
+
+/** Who an acquire attempt is for: the instance (`lock()`, `waitForLock()`), or one `acquire()` call. */
+type AttemptKind = 'instance' | 'lease';
+
+interface Attempt {
+  readonly kind: AttemptKind;
+  readonly promise: Promise<LeaseControl | null>;
+  /** Callers that still want the outcome; a lease nobody wants any more is given back at once. */
+  claims: number;
+}
 
 const WARN_STATES: ReadonlySet<string> = new Set(['conflict', 'lost']);
 
 /**
  * One named lock, held by at most one instance across every process and host
  * that shares the persister. An EventEmitter driving the state machine of
- * `states.ts`; every transition goes through {@link Singleton.setState}.
+ * `states.ts`; every transition goes through one `setState`.
+ *
+ * A held lock is a {@link Lease}: `acquire()` hands it out, and `lock()`, `run()`,
+ * `standby()`, the `Coalescer` and the CLI all hold the lock through it. One instance
+ * holds at most one lease at a time.
  *
  * @example
  * ```ts
@@ -64,13 +84,14 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private childLog: Logger | undefined;
   private readonly ownerInfo: OwnerInfo;
   private readonly keeper: LeaseKeeper;
+  private readonly fences: boolean;
   private hooks: HookEntry | undefined;
   private currentState: State = 'idle';
-  private held: HeldLease | undefined;
+  private held: LeaseControl | undefined;
   private lastHolder: LockInfo | undefined;
-  private attemptInFlight: Promise<boolean> | undefined;
-  private releaseInFlight: Promise<void> | undefined;
-  private waits: Set<AbortController> | undefined;
+  private attemptInFlight: Attempt | undefined;
+  private readonly waits = new Set<AbortController>();
+  private releaseCalls = new AbortController();
 
   /**
    * @param name 1..200 printable characters.
@@ -90,6 +111,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     this.owner = this.options.owner;
     this.ownerInfo = { owner: this.owner, hostname: this.options.hostname, pid: this.options.pid };
     this.keeper = keeperFor(persister);
+    this.fences = persister.capabilities?.fencing !== false;
   }
 
   /** One pino child per instance with `{ lock, owner }` bound, made on first use. */
@@ -104,13 +126,14 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   /** What the process-wide registry needs from this instance, made on the first lock. */
   private get hookEntry(): HookEntry {
-    // A plain literal (no accessors), so V8 keeps it in fast mode: it lives as long as the lease.
     return (this.hooks ??= {
       name: this.name,
       signals: this.options.signals,
       handleErrors: this.options.handleErrors,
       shutdownTimeoutMs: this.options.shutdownTimeoutMs,
       logger: () => this.log,
+      stopWork: () => this.held?.abort('shutdown'),
+      workSettled: () => this.held?.settled() ?? Promise.resolve(),
       release: () => this.release(),
     });
   }
@@ -120,14 +143,27 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     return this.currentState;
   }
 
-  /** The fencing token of the lease held now, or `undefined` when nothing is held. */
+  /**
+   * The fencing token of the lease held now; `undefined` when nothing is held, or when the
+   * store does not fence (`capabilities.fencing` false).
+   */
   get fencingToken(): bigint | number | undefined {
     return this.held?.fencingToken;
+  }
+
+  /** The lease held now, if any. */
+  get lease(): Lease | undefined {
+    return this.held?.lease;
   }
 
   /** Lease length in ms, after defaults. */
   get ttlMs(): number {
     return this.options.ttlMs;
+  }
+
+  /** Upper bound between attempts while waiting, ms, after defaults. */
+  get retryIntervalMs(): number {
+    return this.options.retryIntervalMs;
   }
 
   /** The holder seen by the last attempt that found the lock taken, if any. */
@@ -136,89 +172,122 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   /**
-   * One attempt to take the lock. Emits `locking`, then `locked` (after
-   * `expired` when it took over a lease that ran out) or `conflict`.
-   * Resolves `true` when held. A store failure emits `error` and rejects with a
-   * `PersisterError` — it is never reported as a conflict.
+   * Aborts each time `release()` is called on this instance (a fresh signal afterwards).
+   * @internal lets `standby()` stop standing by without wrapping `release()`.
    */
-  async lock(): Promise<boolean> {
-    if (this.currentState === 'locked') return true;
-    if (this.attemptInFlight) return this.attemptInFlight;
-    if (this.releaseInFlight) await this.releaseInFlight.catch(() => undefined);
-    return this.attempt(true);
+  get releaseRequested(): AbortSignal {
+    return this.releaseCalls.signal;
   }
 
   /**
-   * Stand by until the lock is held (hot standby). Wakes on a release
-   * notification where the persister can `watch`, at the holder's known expiry,
-   * and at the latest every `retryIntervalMs`. Emits `conflict` each time the
-   * holder changes. Store errors are logged (and emitted as `error`) and retried
-   * with backoff. Rejects with an `AbortError` or `TimeoutError`.
+   * Takes the lock and hands out the {@link Lease}: the primitive every other way of
+   * holding it is built on.
+   *
+   * - Without `wait`: one attempt; `null` when someone else holds it, or when this
+   *   instance holds a lease already (one instance, one lease).
+   * - With `wait: true`: stands by until this call holds a lease of its own (as
+   *   {@link waitForLock}); rejects with an `AbortError`/`TimeoutError` on `signal`/`timeoutMs`.
+   *
+   * A store failure emits `error` and rejects with a `PersisterError`, never `null`.
    */
-  async waitForLock(options: WaitOptions = {}): Promise<void> {
-    const { signal, timeoutMs } = checkWaitLimits(options);
-    if (this.currentState === 'locked') return;
-    if (signal?.aborted) throw abortError(signal.reason);
-    const controller = new AbortController();
-    const onAbort = () => controller.abort(abortError(signal?.reason));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const timer =
-      timeoutMs === undefined
-        ? undefined
-        : setTimeout(
-            () => controller.abort(timeoutError(`Timed out after ${timeoutMs} ms waiting for lock "${this.name}"`)),
-            timeoutMs,
-          );
-    (this.waits ??= new Set()).add(controller);
-    const waker = new Waker();
-    let unwatch: (() => Promise<void>) | undefined;
-    try {
-      unwatch = await this.watchReleases(waker);
-      let failures = 0;
-      for (;;) {
-        if (controller.signal.aborted) throw controller.signal.reason;
-        waker.clearPending();
-        let delayMs: number;
-        try {
-          if (await this.attemptShared()) return;
-          failures = 0;
-          delayMs = this.delayUntilNextAttempt();
-        } catch (err) {
-          if (err instanceof SingletonError && err.code === 'SINGLETON_SHUTTING_DOWN') throw err;
-          failures += 1;
-          delayMs = withJitter(Math.min(this.options.retryIntervalMs, 50 * 2 ** failures), 0.5);
-        }
-        await waker.sleep(delayMs, controller.signal);
+  async acquire(options: AcquireOptions = {}): Promise<Lease | null> {
+    const { wait, ...limits } = checkAcquireOptions(options);
+    if (wait) return (await this.standBy(limits, 'lease')).lease;
+    limits.signal?.throwIfAborted();
+    for (;;) {
+      if (this.held) return null;
+      const other = this.attemptInFlight;
+      if (other) {
+        // Someone else's attempt on this instance: its lease would not be ours.
+        const got = await other.promise.catch(() => null);
+        if (got) return null;
+        continue;
       }
-    } finally {
-      waker.dispose();
-      if (timer) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      this.waits?.delete(controller);
-      if (unwatch) unwatch().catch((err: unknown) => this.log.debug({ err }, 'unwatch failed'));
+      const attempt = this.startAttempt('lease', 'debug');
+      attempt.claims += 1;
+      return (await attempt.promise)?.lease ?? null;
     }
   }
 
   /**
-   * Give the lease up: emits `releasing`, `released`. Owner-checked — it never
-   * deletes someone else's lease. Also ends any `waitForLock` in progress.
-   * A no-op when nothing is held.
+   * One attempt to take the lock. Emits `locking`, then `locked` (after `expired` when it
+   * took over a lease that ran out) or `conflict`. Resolves `true` when held, also when
+   * this instance already holds it (the seed's idempotent `lock()`). A store failure emits
+   * `error` and rejects with a `PersisterError` — it is never reported as a conflict.
+   * Takes the seed's optional node-style callback as well.
    */
-  async release(): Promise<void> {
-    if (this.waits) for (const wait of this.waits) wait.abort(abortError());
-    if (this.attemptInFlight) await this.attemptInFlight.catch(() => false);
-    if (this.releaseInFlight) return this.releaseInFlight;
-    const held = this.held;
-    if (this.currentState !== 'locked' || !held) return;
-    this.releaseInFlight = this.releaseHeld(held).finally(() => {
-      this.releaseInFlight = undefined;
-    });
-    return this.releaseInFlight;
+  lock(callback?: NodeCallback<boolean>): Promise<boolean> {
+    return withCallback(this.lockOnce(), callback, 'lock');
   }
 
-  /** Whether anyone (this instance included) holds the lock now. */
-  async exists(): Promise<boolean> {
-    return (await this.inspect()) !== null;
+  private async lockOnce(): Promise<boolean> {
+    for (;;) {
+      if (this.held && !this.held.releasing) return true;
+      const attempt = this.attemptInFlight;
+      if (attempt?.kind === 'instance') {
+        attempt.claims += 1;
+        return (await attempt.promise) !== null;
+      }
+      if (attempt) {
+        // An acquire() call's attempt: if it wins, that lease is this instance's too.
+        await attempt.promise.catch(() => null);
+        continue;
+      }
+      if (this.held?.releasing) {
+        await this.held.releasing.catch(() => undefined);
+        continue;
+      }
+      const own = this.startAttempt('instance', 'warn');
+      own.claims += 1;
+      return (await own.promise) !== null;
+    }
+  }
+
+  /**
+   * Stand by until the lock is held (hot standby); resolves at once when this instance
+   * holds it already. Wakes on a release notification where the persister can `watch`,
+   * at the holder's known expiry, and at the latest every `retryIntervalMs`. Emits
+   * `conflict` each time the holder changes. Store errors are logged (and emitted as
+   * `error`) and retried with backoff. Rejects with an `AbortError` or `TimeoutError`
+   * within a few ms of the abort or deadline, also while an attempt is in flight.
+   */
+  async waitForLock(options: WaitOptions = {}): Promise<void> {
+    const limits = checkWaitLimits(options);
+    if (this.currentState === 'locked') return;
+    await this.standBy(limits, 'instance');
+  }
+
+  /**
+   * Gives the lease up: emits `releasing`, `released`. Owner-checked — it never deletes
+   * someone else's lease. It ends the current lease, so that lease's `signal` aborts
+   * (reason `released`: a `run()` in progress is told), and it ends every wait in progress
+   * on this instance. A no-op when nothing is held. A release the store did not confirm
+   * emits `error` (not `released`), rejects, and keeps the lease held and renewed, so that
+   * `release()` can be retried. Takes the seed's optional node-style callback as well.
+   */
+  release(callback?: NodeCallback<void>): Promise<void> {
+    return withCallback(this.releaseAll(), callback, 'release');
+  }
+
+  private async releaseAll(): Promise<void> {
+    const calls = this.releaseCalls;
+    this.releaseCalls = new AbortController();
+    calls.abort(abortError());
+    for (const wait of this.waits) wait.abort(abortError(releasedWhileWaiting(this.name)));
+    if (this.attemptInFlight) await this.attemptInFlight.promise.catch(() => null);
+    const held = this.held;
+    if (!held) return;
+    held.abort('released');
+    await this.endLease(held);
+  }
+
+  /** Whether anyone (this instance included) holds the lock now. Takes the seed's optional callback. */
+  exists(callback?: NodeCallback<boolean>): Promise<boolean> {
+    return withCallback(
+      this.inspect().then((info) => info !== null),
+      callback,
+      'exists',
+    );
   }
 
   /** The current holder (never its token), or `null` when free. */
@@ -231,33 +300,39 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   /**
-   * Acquire (or, with `wait: true`, wait for) the lock, run `fn(signal)`, and
-   * release in every case. `signal` aborts with a `LockLostError` when the lease
-   * is lost; `run` then rejects with that error, since the work may have
-   * overlapped with the next holder.
+   * Acquire (or, with `wait: true`, wait for) a lease, run `fn(lease.signal)`, and release
+   * that lease in every case. While this instance holds a lease already (another `run()`,
+   * `lock()`), it answers `conflict` naming this instance without running `fn`; with
+   * `wait: true` it waits until that lease ends. If the lease ends while `fn` runs (lost,
+   * ended by the instance's `release()`, ended by the process hooks), `signal` has aborted
+   * and `run` rejects with that `LockLostError`: the work may have overlapped with the next
+   * holder.
    */
   async run<T>(fn: (signal: AbortSignal) => T | Promise<T>, options: RunOptions = {}): Promise<RunResult<T>> {
     if (typeof fn !== 'function') throw new TypeError(expected('fn', 'a function', fn));
-    if (options.wait !== undefined && typeof options.wait !== 'boolean') {
-      throw new TypeError(expected('wait', 'true or false', options.wait));
+    const lease = await this.acquire(options);
+    if (!lease) {
+      const holder = this.held ? this.held.info(this.ownerInfo) : (this.lastHolder as LockInfo);
+      return { status: 'conflict', holder };
     }
-    if (options.wait) await this.waitForLock(options);
-    else if (!(await this.lock())) return { status: 'conflict', holder: this.lastHolder as LockInfo };
-    const controller = new AbortController();
-    const onLost = (e: SingletonEvents['lost'][0]) => controller.abort(new LockLostError(this.name, e.reason, e.holder));
-    this.on('lost', onLost);
-    let value: T;
+    const work = (async () => fn(lease.signal))();
+    this.held?.track(work);
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown };
     try {
-      value = await fn(controller.signal);
-    } catch (err) {
-      this.off('lost', onLost);
-      await this.release().catch((releaseErr: unknown) => this.log.error({ err: releaseErr }, 'release after a failed run failed'));
-      throw err;
+      outcome = { ok: true, value: await work };
+    } catch (error) {
+      outcome = { ok: false, error };
     }
-    this.off('lost', onLost);
-    if (controller.signal.aborted) throw controller.signal.reason;
-    await this.release();
-    return { status: 'done', value };
+    const endedEarly = lease.signal.aborted;
+    try {
+      await lease.release();
+    } catch (err) {
+      // Already reported (`error`); the lease is renewed no longer and expires by itself.
+      this.abandon(lease, err);
+    }
+    if (endedEarly) throw lease.signal.reason;
+    if (!outcome.ok) throw outcome.error;
+    return { status: 'done', value: outcome.value };
   }
 
   /** Releases the lock, so `await using s = new Singleton(...)` frees it at the end of the scope. */
@@ -265,9 +340,22 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     await this.release();
   }
 
-  // ——— internals ————————————————————————————————————————————————
+  /**
+   * Emits `error` when someone listens; otherwise logs it. Never throws.
+   * @internal used by `standby()` and the `Coalescer`.
+   */
+  reportError(error: Error): void {
+    if (this.listenerCount('error') > 0) safeEmit(this, 'error', error);
+    else this.log.error({ err: error }, error.message);
+  }
 
-  /** The one door for state: checks the move against the table, logs it, emits the event of that name. */
+  // ——— internals: state ————————————————————————————————————————————
+
+  /**
+   * The one door for state: checks the move against the table, commits it, logs it, and
+   * then emits the event of that name. Listeners run after the state is committed, each
+   * on its own (a throwing one cannot wedge the instance; its error is re-thrown later).
+   */
   private setState<S extends State>(
     next: S,
     payload: S extends keyof SingletonEvents ? EventPayload<S> : { message: string },
@@ -282,42 +370,103 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const event = { name: this.name, ...payload } as EventBase;
     const level = how.level ?? (WARN_STATES.has(next) && emit ? 'warn' : 'debug');
     if (this.logs(level)) this.log[level]({ from, to: next, ...loggable(event) }, event.message);
-    if (emit && next !== 'idle') (this.emit as (e: string, p: unknown) => boolean)(next, event);
+    if (emit && next !== 'idle') safeEmit(this, next, event);
   }
 
   private emitEvent<E extends 'expired' | 'renewed'>(event: E, payload: EventPayload<E>): void {
     const full = { name: this.name, ...payload } as SingletonEvents[E][0];
     if (event === 'expired' && this.logs('warn')) this.log.warn(loggable(full), full.message);
-    (this.emit as (e: string, p: unknown) => boolean)(event, full);
+    safeEmit(this, event, full);
+  }
+
+  // ——— internals: acquiring ————————————————————————————————————————
+
+  private startAttempt(kind: AttemptKind, conflictLevel: 'warn' | 'debug' | 'wait'): Attempt {
+    const attempt: Attempt = {
+      kind,
+      claims: 0,
+      promise: this.acquireOnce(conflictLevel).then((held) => {
+        if (held && attempt.claims === 0) {
+          // Everyone who wanted this lease gave up while the attempt was in flight.
+          this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
+          held.release().catch(() => undefined);
+          return null;
+        }
+        return held;
+      }),
+    };
+    this.attemptInFlight = attempt;
+    void attempt.promise.then(
+      () => this.clearAttempt(attempt),
+      () => this.clearAttempt(attempt),
+    );
+    return attempt;
+  }
+
+  private clearAttempt(attempt: Attempt): void {
+    if (this.attemptInFlight === attempt) this.attemptInFlight = undefined;
   }
 
   /**
-   * Emits `error` when someone listens; otherwise logs it. Never throws.
-   * @internal used by `standby()` and the `Coalescer`.
+   * Stands by until a lease is held: for the instance (`waitForLock`: any lease of this
+   * instance will do) or for one caller (`acquire({ wait })`: a lease of its own).
    */
-  reportError(error: Error): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else this.log.error({ err: error }, error.message);
-  }
-
-  private attemptShared(): Promise<boolean> {
-    if (this.currentState === 'locked') return Promise.resolve(true);
-    return this.attemptInFlight ?? this.attempt(false);
-  }
-
-  private attempt(alwaysEmitConflict: boolean): Promise<boolean> {
-    const promise = this.acquireOnce(alwaysEmitConflict).finally(() => {
-      this.attemptInFlight = undefined;
-    });
-    this.attemptInFlight = promise;
-    return promise;
-  }
-
-  private async acquireOnce(alwaysEmitConflict: boolean): Promise<boolean> {
-    if (processHooks.shuttingDown) {
-      throw new SingletonError('SINGLETON_SHUTTING_DOWN', `Not locking "${this.name}": the process is shutting down.`);
+  private async standBy(limits: WaitOptions, kind: AttemptKind): Promise<LeaseControl> {
+    const { controller, dispose } = waitController(
+      limits,
+      () => timeoutError(`Timed out after ${limits.timeoutMs} ms waiting for lock "${this.name}"`),
+      (reason) => abortError(reason),
+    );
+    const { signal } = controller;
+    this.waits.add(controller);
+    const waker = new Waker();
+    let unwatch: (() => Promise<void>) | undefined;
+    try {
+      unwatch = await raceAbort(this.watchReleases(waker), signal);
+      let failures = 0;
+      for (;;) {
+        signal.throwIfAborted();
+        waker.clearPending();
+        const held = this.held;
+        if (held) {
+          if (kind === 'instance' && !held.releasing) return held;
+          await raceAbort(held.whenEnded, signal);
+          continue;
+        }
+        const other = this.attemptInFlight;
+        if (other && !(kind === 'instance' && other.kind === 'instance')) {
+          await raceAbort(other.promise.catch(() => null), signal);
+          continue;
+        }
+        let delayMs: number;
+        const attempt = other ?? this.startAttempt(kind, 'wait');
+        attempt.claims += 1;
+        try {
+          const got = await raceAbort(attempt.promise, signal);
+          if (got) return got;
+          failures = 0;
+          delayMs = this.delayUntilNextAttempt();
+        } catch (err) {
+          if (signal.aborted) {
+            attempt.claims -= 1;
+            throw signal.reason;
+          }
+          if (err instanceof SingletonError && err.code === 'SINGLETON_SHUTTING_DOWN') throw err;
+          failures += 1;
+          delayMs = withJitter(Math.min(this.options.retryIntervalMs, 50 * 2 ** failures), 0.5);
+        }
+        await waker.sleep(delayMs, signal);
+      }
+    } finally {
+      dispose();
+      waker.dispose();
+      this.waits.delete(controller);
+      if (unwatch) unwatch().catch((err: unknown) => this.log.debug({ err }, 'unwatch failed'));
     }
-    if (this.releaseInFlight) await this.releaseInFlight.catch(() => undefined);
+  }
+
+  private async acquireOnce(conflictLevel: 'warn' | 'debug' | 'wait'): Promise<LeaseControl | null> {
+    if (processHooks.shuttingDown) throw shuttingDownError(this.name);
     this.setState('locking', { message: `locking "${this.name}"` });
     const token = newToken();
     const sentAt = monotonicNow();
@@ -336,24 +485,36 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (!result.acquired) {
       const changed = !this.lastHolder || !sameHolder(this.lastHolder, result.holder);
       this.lastHolder = result.holder;
-      // A one-shot lock() that finds the lock taken is worth a warning; a standby seeing a
-      // new leader is normal operation (info), and the same leader again is not news (debug).
-      const level = alwaysEmitConflict ? 'warn' : changed ? 'info' : 'debug';
+      // A one-shot lock() that finds the lock taken is worth a warning; acquire() callers
+      // handle `null` themselves; a standby seeing a new leader is normal operation (info),
+      // and the same leader again is not news (debug).
+      const waiting = conflictLevel === 'wait';
+      const level = waiting ? (changed ? 'info' : 'debug') : conflictLevel;
       this.setState(
         'conflict',
         { holder: result.holder, message: `"${this.name}" is held by ${describeHolder(result.holder)}` },
-        { emit: alwaysEmitConflict || changed, level },
+        { emit: !waiting || changed, level },
       );
-      return false;
+      return null;
     }
     if (processHooks.shuttingDown) {
       // A signal arrived while the acquire was in flight: the shutdown already chose
       // what to release, so give this lease back now instead of holding it into exit.
       await this.persister.release({ name: this.name, token }).catch(() => undefined);
       this.setState('idle', { message: `gave "${this.name}" back at once: the process is shutting down` });
-      throw new SingletonError('SINGLETON_SHUTTING_DOWN', `Not locking "${this.name}": the process is shutting down.`);
+      throw shuttingDownError(this.name);
     }
-    const { lease } = result;
+    const { lease: info } = result;
+    const fencingToken = this.fences ? info.fencingToken : undefined;
+    const held = new LeaseControl({
+      name: this.name,
+      token,
+      fencingToken,
+      acquiredAt: info.acquiredAt,
+      expiresAt: info.expiresAt,
+      release: (control) => this.endLease(control),
+    });
+    bindControl(held);
     const kept: KeptLease = {
       name: this.name,
       token,
@@ -361,68 +522,118 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       renewIntervalMs: this.options.renewIntervalMs,
       sentAt,
       roundTripMs: monotonicNow() - sentAt,
-      onRenewed: (expiresAt) => this.onRenewed(expiresAt),
-      onLost: (reason, holder) => this.onLost(reason, holder),
+      onRenewed: (expiresAt) => this.onRenewed(held, expiresAt),
+      onLost: (reason, holder) => this.onLost(held, reason, holder),
       onError: (error) => this.reportError(error),
     };
-    this.held = { token, fencingToken: lease.fencingToken, expiresAt: lease.expiresAt, kept };
+    held.kept = kept;
+    this.held = held;
     this.lastHolder = undefined;
     processHooks.register(this.hookEntry);
     this.keeper.add(kept);
+    // Commit first, then tell: listeners see the state they are told about.
+    this.setState(
+      'locked',
+      { fencingToken, expiresAt: info.expiresAt, message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}` },
+      { emit: false },
+    );
     if (result.expired) {
       this.emitEvent('expired', {
         previous: result.expired,
         message: `took over "${this.name}" from ${describeHolder(result.expired)}, whose lease had expired`,
       });
     }
-    this.setState('locked', {
-      fencingToken: lease.fencingToken,
-      expiresAt: lease.expiresAt,
-      message: `locked "${this.name}" with fencing token ${String(lease.fencingToken)}`,
-    });
-    return true;
+    if (this.held === held) {
+      safeEmit(this, 'locked', {
+        name: this.name,
+        fencingToken,
+        expiresAt: info.expiresAt,
+        message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}`,
+      });
+    }
+    return held;
   }
 
-  private async releaseHeld(held: HeldLease): Promise<void> {
+  // ——— internals: ending a lease ————————————————————————————————————
+
+  /** Ends `held` in the store (owner-checked), deduplicated. The signal is left as it is. */
+  private endLease(held: LeaseControl): Promise<void> {
+    if (held.ended) return Promise.resolve();
+    held.releasing ??= this.releaseInStore(held).finally(() => {
+      held.releasing = undefined;
+    });
+    return held.releasing;
+  }
+
+  private async releaseInStore(held: LeaseControl): Promise<void> {
     this.setState('releasing', { message: `releasing "${this.name}"` });
-    this.keeper.remove(held.kept);
-    let error: Error | undefined;
+    let deleted: boolean;
     try {
-      const deleted = await this.persister.release({ name: this.name, token: held.token });
-      if (!deleted) this.log.warn({}, `"${this.name}" was no longer held by this instance at release (it had expired or was taken over)`);
+      deleted = await this.persister.release({ name: this.name, token: held.token });
     } catch (err) {
-      error = toPersisterError(`Releasing lock "${this.name}"`, err);
-    }
-    this.held = undefined;
-    processHooks.unregister(this.hookEntry);
-    this.setState('released', { message: `released "${this.name}"` });
-    if (error) {
+      const error = toPersisterError(`Releasing lock "${this.name}"`, err);
+      // Not confirmed: the lease is still ours as far as we know. Keep it (still renewed), so
+      // release() can be retried — unless its deadline passed meanwhile.
+      this.setState('locked', { fencingToken: held.fencingToken, expiresAt: held.expiresAt, message: `release of "${this.name}" failed; still holding it` }, { emit: false, level: 'warn' });
+      const loss = held.pendingLoss;
+      if (loss) this.lose(held, loss.reason as 'expired', loss.holder);
       this.reportError(error);
       throw error;
     }
+    if (!deleted) this.log.warn({}, `"${this.name}" was no longer held by this instance at release (it had expired or was taken over)`);
+    if (held.kept) this.keeper.remove(held.kept);
+    if (this.held === held) this.held = undefined;
+    processHooks.unregister(this.hookEntry);
+    held.markEnded();
+    this.setState('released', { message: `released "${this.name}"` });
   }
 
-  private onRenewed(expiresAt: Date): void {
-    if (!this.held) return;
-    this.held.expiresAt = expiresAt;
+  /** Stops renewing a lease whose release could not be confirmed: it expires by itself. */
+  private abandon(lease: Lease, err: unknown): void {
+    const held = this.held;
+    if (!held || held.lease !== lease) return;
+    if (held.kept) this.keeper.remove(held.kept);
+    this.held = undefined;
+    processHooks.unregister(this.hookEntry);
+    held.markEnded();
+    this.log.warn({ err }, `"${this.name}" could not be released; it is no longer renewed and expires within ${this.options.ttlMs} ms`);
+    this.setState('releasing', { message: `giving up "${this.name}"` }, { emit: false });
+    this.setState('released', { message: `gave up "${this.name}"; it expires by itself` });
+  }
+
+  private onRenewed(held: LeaseControl, expiresAt: Date): void {
+    if (this.held !== held) return;
+    held.expiresAt = expiresAt;
     // The hot path of a process holding thousands of leases: no event object nobody reads.
     if (this.listenerCount('renewed') === 0) return;
     this.emitEvent('renewed', { expiresAt, message: `renewed "${this.name}" until ${expiresAt.toISOString()}` });
   }
 
-  private onLost(reason: LostReason, holder?: LockInfo): void {
-    const held = this.held;
-    if (!held || this.currentState !== 'locked') return;
+  private onLost(held: LeaseControl, reason: 'expired' | 'taken-over' | 'store-unreachable', holder?: LockInfo): void {
+    if (this.held !== held || held.ended) return;
+    if (this.currentState === 'releasing') {
+      // A release is in flight: tell the work now; the state follows the release's outcome.
+      held.abort(reason, holder);
+      held.pendingLoss = { reason, holder };
+      return;
+    }
+    this.lose(held, reason, holder);
+  }
+
+  private lose(held: LeaseControl, reason: 'expired' | 'taken-over' | 'store-unreachable', holder?: LockInfo): void {
     this.held = undefined;
+    if (held.kept) this.keeper.remove(held.kept);
     processHooks.unregister(this.hookEntry);
+    // The work is told first, before anything else runs.
+    held.abort(reason, holder);
+    held.markEnded();
     const exit = this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
     if (reason === 'store-unreachable') {
       // Best effort: if the store comes back before expiry, free it for the next holder at once.
       this.persister.release({ name: this.name, token: held.token }).catch(() => undefined);
     }
     const by = holder ? `; now held by ${describeHolder(holder)}` : '';
-    // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line): with nobody
-    // listening, the transition is logged at debug instead of warn (setState's `emit` flag does both).
+    // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line).
     this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0 });
     if (exit) {
       this.log.error(
@@ -432,6 +643,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       process.exit(70);
     }
   }
+
+  // ——— internals: waiting ———————————————————————————————————————————
 
   private async watchReleases(waker: Waker): Promise<(() => Promise<void>) | undefined> {
     if (!this.persister.watch) return undefined;
@@ -453,12 +666,43 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 }
 
-function isPersister(value: unknown): value is Persister {
+/** Whether `value` has the four methods of a {@link Persister}. */
+export function isPersister(value: unknown): value is Persister {
   if (value === null || typeof value !== 'object') return false;
   const p = value as Record<string, unknown>;
   return ['acquire', 'renew', 'release', 'inspect'].every((m) => typeof p[m] === 'function');
 }
 
+function checkAcquireOptions(options: AcquireOptions): AcquireOptions {
+  const limits = checkWaitLimits(options);
+  if (options.wait !== undefined && typeof options.wait !== 'boolean') {
+    throw new TypeError(expected('wait', 'true or false', options.wait));
+  }
+  return { ...limits, wait: options.wait };
+}
+
+/** Settles a seed-style callback from `promise` when one is given; the promise is returned either way. */
+function withCallback<T>(promise: Promise<T>, callback: NodeCallback<T> | undefined, method: string): Promise<T> {
+  if (callback === undefined) return promise;
+  if (typeof callback !== 'function') {
+    throw new TypeError(expected(`${method}(callback)`, 'a function (error, result) => void, or nothing to use the promise', callback));
+  }
+  promise.then(
+    (value) => callback(null, value),
+    (error: Error) => callback(error),
+  );
+  // The callback receives the error: the returned promise must not also raise it as unhandled.
+  promise.catch(() => undefined);
+  return promise;
+}
+
+function shuttingDownError(name: string): SingletonError {
+  return new SingletonError('SINGLETON_SHUTTING_DOWN', `Not locking "${name}": the process is shutting down.`);
+}
+
+function releasedWhileWaiting(name: string): Error {
+  return new DOMException(`Stopped waiting for lock "${name}": release() was called on this instance`, 'AbortError');
+}
 
 function sameHolder(a: LockInfo, b: LockInfo): boolean {
   return a.owner === b.owner && a.hostname === b.hostname && a.pid === b.pid && a.fencingToken === b.fencingToken;
@@ -477,3 +721,5 @@ function loggable(event: object): Record<string, unknown> {
   }
   return out;
 }
+
+export type { LeaseEndReason };

@@ -28,29 +28,49 @@ export class PersisterError extends SingletonError {
   }
 }
 
-/** The lease was lost while work ran under it. */
+/** The lease ended while work ran under it: the reason a lease's `signal` aborts with. */
 export class LockLostError extends SingletonError {
   /** The lock name. */
   readonly lockName: string;
-  /** Why the lease was lost. */
-  readonly reason: LostReason;
+  /** Why the lease ended (see {@link LeaseEndReason}). */
+  readonly reason: LeaseEndReason;
   /** Who holds it now, when known. */
   readonly holder: LockInfo | undefined;
 
-  constructor(lockName: string, reason: LostReason, holder?: LockInfo) {
+  constructor(lockName: string, reason: LeaseEndReason, holder?: LockInfo) {
     const by = holder ? ` (now held by ${holder.owner}, fencing token ${String(holder.fencingToken)})` : '';
-    super(
-      'SINGLETON_LOST',
-      `Lock "${lockName}" was lost: ${reason}${by}. Work done under it may overlap with the new holder; stop it and lock again.`,
-    );
+    super('SINGLETON_LOST', `Lock "${lockName}" ${ENDINGS[reason]}${by}. ${ADVICE[reason]}`);
     this.lockName = lockName;
     this.reason = reason;
     this.holder = holder;
   }
 }
 
-/** Why a held lease was lost. */
+/** Why a held lease was lost (the `lost` event's `reason`). */
 export type LostReason = 'expired' | 'taken-over' | 'store-unreachable';
+
+/**
+ * Why a lease ended other than by its own `release()`: lost (`expired`, `taken-over`,
+ * `store-unreachable`), ended by the instance's `release()` (`released`), or by the process
+ * hooks on a signal or fatal error (`shutdown`).
+ */
+export type LeaseEndReason = LostReason | 'released' | 'shutdown';
+
+const ENDINGS: Readonly<Record<LeaseEndReason, string>> = Object.freeze({
+  expired: 'was lost: expired',
+  'taken-over': 'was lost: taken-over',
+  'store-unreachable': 'was lost: store-unreachable',
+  released: "was released by the instance's release() while work ran under it",
+  shutdown: 'is being released because the process is shutting down',
+});
+
+const ADVICE: Readonly<Record<LeaseEndReason, string>> = Object.freeze({
+  expired: 'Work done under it may overlap with the new holder; stop it and lock again.',
+  'taken-over': 'Work done under it may overlap with the new holder; stop it and lock again.',
+  'store-unreachable': 'Work done under it may overlap with the new holder; stop it and lock again.',
+  released: 'Stop the work: another instance may take the lock now.',
+  shutdown: 'Stop the work: the lock is handed over as soon as it has stopped.',
+});
 
 /** Wraps anything a driver threw into a {@link PersisterError} that says what was being done. */
 export function toPersisterError(what: string, cause: unknown): PersisterError {

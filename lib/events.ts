@@ -11,7 +11,8 @@ export interface EventBase {
 
 /** Payload of `locked`. */
 export interface LockedEvent extends EventBase {
-  fencingToken: bigint | number;
+  /** The new lease's fencing token; `undefined` when the store does not fence. */
+  fencingToken: bigint | number | undefined;
   expiresAt: Date;
 }
 /** Payload of `conflict`. */

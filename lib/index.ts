@@ -5,7 +5,8 @@
 import './polyfills';
 
 export { Singleton, describeHolder } from './Singleton';
-export type { RunOptions, RunResult, WaitOptions } from './Singleton';
+export type { AcquireOptions, NodeCallback, RunOptions, RunResult, WaitOptions } from './Singleton';
+export { Lease } from './Lease';
 export { standby } from './standby';
 export type { StandbyOptions } from './standby';
 export { DEFAULTS } from './options';
@@ -24,7 +25,7 @@ export type {
 } from './events';
 export type { Logger } from './logger';
 export { LockLostError, PersisterError, SingletonError } from './errors';
-export type { LostReason, SingletonErrorCode } from './errors';
+export type { LeaseEndReason, LostReason, SingletonErrorCode } from './errors';
 
 export type {
   AcquireRequest,

@@ -1,5 +1,6 @@
 import { inspect } from 'node:util';
 import type { Logger } from './logger';
+import { isolated } from './safeEmit';
 
 /** What the registry needs from a held `Singleton`. */
 export interface HookEntry {
@@ -9,6 +10,11 @@ export interface HookEntry {
   readonly shutdownTimeoutMs: number;
   /** The instance's logger (made on first use). */
   logger(): Logger;
+  /** Aborts the held lease's signal with reason `shutdown`: the work under it is told to stop. */
+  stopWork(): void;
+  /** Resolves once the work running under the held lease (run(), standby task, Coalescer run) has settled. */
+  workSettled(): Promise<void>;
+  /** Releases the held lease. */
   release(): Promise<void>;
 }
 
@@ -19,8 +25,9 @@ type FatalKind = 'uncaughtException' | 'unhandledRejection';
  *
  * Listeners exist only while at least one registered `Singleton` holds a lease
  * and asked for them, so a process that holds nothing behaves exactly as it
- * would without the library. On a signal: release every holder in parallel
- * (bounded by the longest `shutdownTimeoutMs`), remove our listeners and
+ * would without the library. On a signal: abort every held lease's signal
+ * (reason `shutdown`), wait for the work under them to settle, release them all in
+ * parallel (all bounded by the longest `shutdownTimeoutMs`), remove our listeners and
  * re-raise the signal, so the process dies the way it would have (exit status
  * 128+n) — unless the application listens for that signal itself, in which
  * case the exit stays the application's decision. A second signal during the
@@ -122,10 +129,21 @@ class ProcessHooks {
     this.removeFatalListeners();
   }
 
+  /**
+   * Hands every target's lock over safely: first tell the work under each lease to stop
+   * (its signal aborts with reason `shutdown`), wait for that work to settle, then release
+   * them all in parallel — all of it bounded by the longest `shutdownTimeoutMs`.
+   */
   private releaseAll(targets: HookEntry[], why: string, level: 'info' | 'warn' = 'warn'): Promise<void> {
     const timeoutMs = Math.max(0, ...targets.map((e) => e.shutdownTimeoutMs));
     for (const entry of targets) entry.logger()[level]({ reason: why }, `releasing lock "${entry.name}" before exit (${why})`);
-    const releases = Promise.allSettled(targets.map((e) => e.release())).then(() => undefined);
+    for (const entry of targets) isolated(() => entry.stopWork());
+    const handOver = Promise.allSettled(
+      targets.map(async (e) => {
+        await e.workSettled();
+        await e.release();
+      }),
+    ).then(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -135,7 +153,7 @@ class ProcessHooks {
         resolve();
       }, timeoutMs);
     });
-    return Promise.race([releases, deadline]).finally(() => clearTimeout(timer));
+    return Promise.race([handOver, deadline]).finally(() => clearTimeout(timer));
   }
 
   private onBeforeExit(): void {

@@ -1,3 +1,6 @@
+import { sleep } from './abortable';
+import { SingletonError } from './errors';
+import { trackWork, whenEnded } from './Lease';
 import { type SingletonOptions } from './options';
 import type { Persister } from './persisters/Persister';
 import { Singleton } from './Singleton';
@@ -9,61 +12,84 @@ export interface StandbyOptions extends SingletonOptions {
   name: string;
 }
 
+/** The longest pause before a task that keeps failing is run again, ms (unless `retryIntervalMs` is longer). */
+export const MAX_TASK_BACKOFF_MS = 30_000;
+
 /**
- * Hot standby in one call (the node-standby use case): stands by, runs `task()`
- * once when this instance becomes the active one, and keeps the lease
- * (renewed) after `task()` returns, until `release()` or process exit.
+ * Hot standby in one call (the node-standby use case): stands by, runs `task(signal)` once
+ * when this instance becomes the active one, and keeps the lease (renewed) after `task()`
+ * returns, until `release()` or process exit.
  *
- * `release()` gives the lease up and stops standing by. If the lease is lost,
- * the instance goes back to standing by and `task` runs again when it is
- * active again. If `task` throws, the error is emitted (`error`) and the lease
- * is released so a healthy replica can take over; this one stands by again.
+ * - `signal` is the lease's: it aborts when the lease ends, which is how the task stops
+ *   the work it started. Return a promise that settles when that work has stopped, and a
+ *   shutdown (SIGTERM…) waits for it before handing the lock over.
+ * - `release()` gives the lease up and stops standing by.
+ * - A lost lease follows the `onLost` policy of any `Singleton`: with no `lost` listener
+ *   of yours, the process logs and exits 70. If you listen for `lost` (or set
+ *   `onLost: 'emit'`), the instance stands by again once the previous task's promise has
+ *   settled, so an old and a new task never run side by side in one process.
+ * - A task that throws (or whose promise rejects) is reported (`error`), its lease is
+ *   released so a healthy replica can take over, and it is not run again before a backoff:
+ *   `retryIntervalMs`, doubling with each failure in a row up to 30 s.
  *
  * @example
  * ```ts
- * const s = standby(new RedisPersister(redis), () => startConsumer(), { name: 'orders-consumer' });
+ * const s = standby(new RedisPersister(redis), (signal) => startConsumer({ signal }), { name: 'orders-consumer' });
  * s.on('conflict', ({ holder }) => console.log('standing by; active:', holder.owner));
  * ```
  */
-export function standby(persister: Persister, task: () => unknown, options: StandbyOptions): Singleton {
+export function standby(persister: Persister, task: (signal: AbortSignal) => unknown, options: StandbyOptions): Singleton {
   if (typeof task !== 'function') throw new TypeError(expected('task', 'a function', task));
   if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object with a `name`', options));
   const { name, ...singletonOptions } = options;
   const singleton = new Singleton(name, persister, singletonOptions);
-  let stopped = false;
-  let lostOrReleased: (() => void) | undefined;
-  // Listening for 'lost' means a lost lease sends this instance back to standing by instead of exiting.
-  singleton.on('lost', () => lostOrReleased?.());
-  singleton.on('released', () => lostOrReleased?.());
-  const originalRelease = singleton.release.bind(singleton);
-  singleton.release = async () => {
-    stopped = true;
-    await originalRelease();
-  };
-
-  const loop = async (): Promise<void> => {
-    while (!stopped) {
-      try {
-        await singleton.waitForLock();
-      } catch (err) {
-        if (stopped) return;
-        singleton.reportError(err as Error);
-        continue;
-      }
-      if (stopped) return;
-      const ended = new Promise<void>((resolve) => {
-        lostOrReleased = resolve;
-      });
-      try {
-        await task();
-      } catch (err) {
-        singleton.reportError(err instanceof Error ? err : new Error(String(err)));
-        if (singleton.state === 'locked') await originalRelease().catch(() => undefined);
-      }
-      if (singleton.state === 'locked') await ended;
-      lostOrReleased = undefined;
-    }
-  };
-  void loop();
+  void standByLoop(singleton, task);
   return singleton;
+}
+
+async function standByLoop(singleton: Singleton, task: (signal: AbortSignal) => unknown): Promise<void> {
+  const stopped = singleton.releaseRequested;
+  let failures = 0;
+  while (!stopped.aborted) {
+    let lease;
+    try {
+      lease = await singleton.acquire({ wait: true, signal: stopped });
+    } catch (err) {
+      if (stopped.aborted || isShutdown(err)) return;
+      singleton.reportError(err as Error);
+      continue;
+    }
+    if (!lease) continue;
+    let running: Promise<unknown>;
+    try {
+      running = Promise.resolve(task(lease.signal));
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    trackWork(lease, running);
+    const failed = await Promise.race([
+      running.then(
+        () => undefined,
+        (err: unknown) => ({ err }),
+      ),
+      whenEnded(lease).then(() => undefined),
+    ]);
+    if (failed && !lease.ended) {
+      failures += 1;
+      singleton.reportError(failed.err instanceof Error ? failed.err : new Error(String(failed.err)));
+      await lease.release().catch(() => undefined);
+      const backoffMs = Math.min(singleton.retryIntervalMs * 2 ** (failures - 1), Math.max(singleton.retryIntervalMs, MAX_TASK_BACKOFF_MS));
+      await sleep(backoffMs, stopped).catch(() => undefined);
+      continue;
+    }
+    if (!failed) failures = 0;
+    await whenEnded(lease);
+    // Lost (and the user handles it), released or shut down: the old task must have stopped
+    // before a new one may start in this process.
+    await running.catch(() => undefined);
+  }
+}
+
+function isShutdown(err: unknown): boolean {
+  return err instanceof SingletonError && err.code === 'SINGLETON_SHUTTING_DOWN';
 }

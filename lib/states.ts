@@ -8,7 +8,8 @@
  *            ▼  │       ▼                      │
  *         conflict     lost ───► locking ◄─────┘
  * ```
- * `idle` is also where an attempt that failed on a store error lands.
+ * `idle` is also where an attempt that failed on a store error lands; `releasing → locked`
+ * is a release the store did not confirm (the lease is kept, so `release()` can be retried).
  */
 export type State = 'idle' | 'locking' | 'locked' | 'conflict' | 'releasing' | 'released' | 'lost';
 
@@ -18,7 +19,7 @@ export const TRANSITIONS: Readonly<Record<State, readonly State[]>> = Object.fre
   locking: ['locked', 'conflict', 'idle'],
   locked: ['releasing', 'lost'],
   conflict: ['locking', 'idle'],
-  releasing: ['released'],
+  releasing: ['released', 'locked'],
   released: ['locking'],
   lost: ['locking', 'idle'],
 });

@@ -680,9 +680,11 @@ describe('Coalescer across real processes', () => {
     const first = await Promise.any(children.map((c) => c.waitForEvent('running', { timeoutMs: 20_000 }).then(() => c)));
     const other = children.find((c) => c !== first) as FixtureChild;
     first.kill('SIGTERM');
-    // The process lives on (the application decides), but its run no longer holds the lease: fn is stopped.
+    // The process lives on (the application decides), but its run is told to stop (the lease's
+    // signal aborts with reason `shutdown`) before the lease is handed over: fn is stopped.
     const stopped = await first.waitForEvent('error', { timeoutMs: 10_000 });
-    expect(stopped.error).toMatchObject({ code: 'SINGLETON_SHUTTING_DOWN' });
+    expect(stopped.error).toMatchObject({ code: 'SINGLETON_LOST', cls: 'LockLostError' });
+    expect((stopped.error as { message: string }).message).toMatch(/shutting down/);
     await finish(children);
     expect(await runs(config)).toBe(2);
     expect(other.all('result').map((e) => e.value)).toEqual([{ run: 2, pid: other.pid, at: '1970-01-01T00:00:00.000Z' }]);

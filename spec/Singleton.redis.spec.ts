@@ -167,7 +167,8 @@ describe('loss reasons', () => {
   test("run(fn): the signal aborts when the lease is lost and run() rejects with LockLostError", async () => {
     const c = redis(REDIS_URL);
     const name = uniqueName('lost-run');
-    const s = singleton(name, persisterOn(c), { ttlMs: 600 });
+    // run() keeps the onLost policy: handling the loss is opted into with onLost: 'emit' (or a listener).
+    const s = singleton(name, persisterOn(c), { ttlMs: 600, onLost: 'emit' });
     let seen: unknown;
     const running = s.run(async (signal) => {
       expect(signal.aborted).toBe(false);
@@ -316,7 +317,7 @@ describe('store outage', () => {
       expect(BigInt(String(second.fencingToken))).toBeGreaterThan(BigInt(String(firstFence)));
     });
 
-    test('Redis restarted and another instance acquires at once: the holder learns it at its next renewal (taken-over); fences increase', async () => {
+    test('Redis restarted and another instance acquires at once: the holder learns it by its next renewal (taken-over, or expired when it checked first); fences increase', async () => {
       const ttlMs = 1_500;
       const renewIntervalMs = 500;
       const name = uniqueName('restarted-taken');
@@ -336,8 +337,10 @@ describe('store outage', () => {
       const { reason, holder } = payload;
       const overlap = lostAt - competitorAt;
       console.log(`Redis restarted, competitor acquired at once: old holder reported lost (${reason}) ${overlap} ms later`);
-      expect(reason).toBe('taken-over');
-      expect(holder).toMatchObject({ owner: 'competitor' });
+      // Which comes first after the restart is a race: the holder's retried renewal (it finds
+      // nothing: expired) or the competitor's acquire (the holder then finds it: taken-over).
+      expect(['taken-over', 'expired']).toContain(reason);
+      if (reason === 'taken-over') expect(holder).toMatchObject({ owner: 'competitor' });
       // The restart wiped the lease, so this window is Redis-without-persistence's; fencing tokens cover it.
       expect(overlap).toBeLessThanOrEqual(renewIntervalMs + 300);
       expect(BigInt(String(competitor.fencingToken))).toBeGreaterThan(BigInt(String(firstFence)));
@@ -427,7 +430,7 @@ describe('renewal', () => {
     expect((keeperFor(persister) as unknown as { timer: unknown }).timer).toBeUndefined(); // the unref'd renew timer too
     await pollUntil(() => JSON.stringify([...process.getActiveResourcesInfo()].sort()) === JSON.stringify(baseline), {
       timeoutMs: 1_000,
-      what: `active resources back to ${JSON.stringify(baseline)}`,
+      what: `active resources back to ${JSON.stringify(baseline)} (now ${JSON.stringify([...process.getActiveResourcesInfo()].sort())})`,
     });
   });
 });

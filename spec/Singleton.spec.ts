@@ -125,7 +125,7 @@ describe('Singleton state machine (MemoryPersister)', () => {
   it('locks again after released, with a strictly greater fencing token', async () => {
     const s = new Singleton('again', new MemoryPersister(), { logger: quiet() });
     const tokens: Array<bigint | number> = [];
-    s.on('locked', (e) => tokens.push(e.fencingToken));
+    s.on('locked', (e) => tokens.push(e.fencingToken!));
     for (let i = 0; i < 3; i++) {
       expect(await s.lock()).toBe(true);
       await s.release();
@@ -370,7 +370,8 @@ describe('renewal and loss (fake timers)', () => {
 
   it('run(): the signal aborts with LockLostError on loss and run() rejects with it', async () => {
     const p = new ControllablePersister();
-    const s = new Singleton('run-lost', p, { ttlMs: 300, logger: quiet() });
+    // run() does not change the onLost policy: the user opts into handling the loss.
+    const s = new Singleton('run-lost', p, { ttlMs: 300, logger: quiet(), onLost: 'emit' });
     let aborted: unknown;
     const running = s.run(
       (signal) =>

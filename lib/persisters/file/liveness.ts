@@ -73,14 +73,30 @@ export function selfIdentity(): ProcessIdentity {
   return self;
 }
 
-/** `process.kill(pid, 0)`: ESRCH means dead; success or EPERM (someone else's process) means alive. */
-function signalable(pid: number): boolean {
+/** What `process.kill(pid, 0)` says: ours to signal, someone else's (EPERM: alive), or no such process. */
+type SignalProbe = 'ok' | 'eperm' | 'esrch';
+
+function probeSignal(pid: number): SignalProbe {
   try {
     process.kill(pid, 0);
-    return true;
+    return 'ok';
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+    return (error as NodeJS.ErrnoException).code === 'ESRCH' ? 'esrch' : 'eperm';
   }
+}
+
+/**
+ * The verdict on a process of this host, boot and pid namespace, from the two probes.
+ * EPERM proves the process exists: then a missing `/proc/<pid>` only means procfs hides
+ * other users' processes (`hidepid=2`), never that it died.
+ * @internal exported for the tests.
+ */
+export function judgeDead(signal: SignalProbe, stat: { state: string; start: string } | null | 'gone', start: string): boolean {
+  if (signal === 'esrch') return true;
+  if (stat === 'gone') return signal === 'ok';
+  if (stat === null) return false;
+  if (stat.state === 'Z' || stat.state === 'X') return true; // killed, not yet reaped
+  return start !== '' && stat.start !== '' && stat.start !== start; // pid reused
 }
 
 /**
@@ -94,12 +110,8 @@ export function isDead(who: ProcessIdentity): boolean {
   if (who.boot && me.boot && who.boot !== me.boot) return true; // the host rebooted since
   if (who.ns !== me.ns || who.boot !== me.boot) return false;
   if (who.pid === me.pid) return who.start !== '' && me.start !== '' && who.start !== me.start;
-  if (!signalable(who.pid)) return true;
-  const stat = procStat(who.pid);
-  if (stat === 'gone') return true;
-  if (stat === null) return false;
-  if (stat.state === 'Z' || stat.state === 'X') return true; // killed, not yet reaped
-  return who.start !== '' && stat.start !== '' && stat.start !== who.start; // pid reused
+  const signal = probeSignal(who.pid);
+  return judgeDead(signal, signal === 'esrch' ? null : procStat(who.pid), who.start);
 }
 
 /** Reads a {@link ProcessIdentity} out of parsed JSON, or undefined when it is not one. */
