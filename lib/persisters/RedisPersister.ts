@@ -194,10 +194,13 @@ export class RedisPersister implements Persister {
    */
   async watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
     const what = `Watching lock "${name}"`;
+    // Subscribe and mark the name at once (no extra round trip): once both are done, every
+    // release is published (the lease is marked) and heard (subscribed).
+    const marked = this.timed(what, () => markWatched(this.client, this.keys(name), what));
+    marked.catch(() => undefined); // awaited below, unless subscribing fails first
     const stop = await this.releases.subscribe(this.channel(name), () => onRelease(), what);
     try {
-      // Subscribed first, then marked: a release after the mark is published, and heard.
-      await this.timed(what, () => markWatched(this.client, this.keys(name), what));
+      await marked;
     } catch (error) {
       await stop();
       throw error;
