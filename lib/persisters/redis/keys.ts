@@ -7,7 +7,10 @@
  * - release channel `<prefix>{<name>}:released` (pub/sub; a channel, not a key).
  */
 
-/** The keys and channel of one lock. */
+/** What the release channel adds to the lease key. */
+export const RELEASED_SUFFIX = ':released';
+
+/** The keys of one lock. */
 export interface LockKeys {
   /** The lock name. */
   readonly name: string;
@@ -39,8 +42,6 @@ export function releaseChannel(prefix: string, name: string): string {
   return `${leaseKey(prefix, name)}${RELEASED_SUFFIX}`;
 }
 
-const RELEASED_SUFFIX = ':released';
-
 /** The keys of `name` under `prefix`. */
 export function lockKeys(prefix: string, name: string): LockKeys {
   const lease = leaseKey(prefix, name);
@@ -50,5 +51,6 @@ export function lockKeys(prefix: string, name: string): LockKeys {
 /** The keys of the lock whose release channel is `channel` (the name is not needed to reach them). */
 export function keysOfChannel(prefix: string, channel: string): LockKeys {
   const lease = channel.slice(0, -RELEASED_SUFFIX.length);
-  return { name: lease.slice(prefix.length), prefix, lease, record: recordKey(lease) };
+  const tag = lease.slice(prefix.length + 1, -1); // inside the braces
+  return { name: tag.startsWith('\u0001}') ? tag.slice(1) : tag, prefix, lease, record: recordKey(lease) };
 }
