@@ -27,6 +27,7 @@ import { Mutex, TimeoutError as SemaphoreTimeoutError } from 'redis-semaphore';
 import Redlock, { ExecutionError, type Lock as RedlockLock } from 'redlock';
 import type * as PersisterModule from '../lib/persisters/RedisPersister';
 import type { RedisPersister } from '../lib/persisters/RedisPersister';
+import type * as KeepAliveModule from '../lib/keepAlive/KeepAliveThread';
 import type * as SingletonModule from '../lib/Singleton';
 import type { Singleton } from '../lib/Singleton';
 
@@ -40,21 +41,27 @@ export const LIB_ENV = 'SINGLETON_BENCH_LIB';
  * or `--source`), lib/ itself through tsx — which adds esbuild's `__name`
  * helper to every function it defines, a cost users do not pay.
  */
-export function library(): { Singleton: typeof SingletonModule.Singleton; RedisPersister: typeof PersisterModule.RedisPersister } {
+export function library(): {
+  Singleton: typeof SingletonModule.Singleton;
+  RedisPersister: typeof PersisterModule.RedisPersister;
+  keepAliveThread: typeof KeepAliveModule.keepAliveThread;
+} {
   const dir = process.env[LIB_ENV];
   /* eslint-disable @typescript-eslint/no-require-imports */
   const singleton = (dir ? require(join(dir, 'Singleton.js')) : require('../lib/Singleton')) as typeof SingletonModule;
   const persister = (dir ? require(join(dir, 'persisters', 'RedisPersister.js')) : require('../lib/persisters/RedisPersister')) as typeof PersisterModule;
+  const keepAlive = (dir ? require(join(dir, 'keepAlive', 'KeepAliveThread.js')) : require('../lib/keepAlive/KeepAliveThread')) as typeof KeepAliveModule;
   /* eslint-enable @typescript-eslint/no-require-imports */
-  return { Singleton: singleton.Singleton, RedisPersister: persister.RedisPersister };
+  return { Singleton: singleton.Singleton, RedisPersister: persister.RedisPersister, keepAliveThread: keepAlive.keepAliveThread };
 }
 
 /** Who competes. `persister` and `raw` only take part in the throughput scenario (they have no waiting of their own). */
-export type ContenderId = 'singleton' | 'persister' | 'redis-semaphore' | 'redlock' | 'raw';
+export type ContenderId = 'singleton' | 'singleton-thread' | 'persister' | 'redis-semaphore' | 'redlock' | 'raw';
 
 /** Human labels for the table. */
 export const LABELS: Readonly<Record<ContenderId, string>> = Object.freeze({
   singleton: 'ours: Singleton',
+  'singleton-thread': "ours: Singleton, keepAlive 'thread'",
   persister: 'ours: RedisPersister',
   'redis-semaphore': 'redis-semaphore Mutex',
   redlock: 'node-redlock',
@@ -110,6 +117,8 @@ export function createContender(id: ContenderId, redis: Redis, settings: Contend
   switch (id) {
     case 'singleton':
       return new OursSingleton(redis, settings);
+    case 'singleton-thread':
+      return new OursSingleton(redis, settings, 'thread');
     case 'persister':
       return new OursPersister(redis, settings);
     case 'redis-semaphore':
@@ -130,8 +139,8 @@ function notSupported(id: ContenderId, what: string): never {
 }
 
 class OursSingleton implements Contender {
-  readonly id = 'singleton' as const;
-  readonly label = LABELS.singleton;
+  readonly id: 'singleton' | 'singleton-thread';
+  readonly label: string;
   lost = 0;
   private readonly persister: RedisPersister;
   /** One Singleton per name for waiting (a Singleton can lock again after `released`). */
@@ -140,7 +149,11 @@ class OursSingleton implements Contender {
   constructor(
     redis: Redis,
     private readonly settings: ContenderSettings,
+    /** Where held leases are renewed (the crash scenario's "thread mode" row). */
+    private readonly keepAlive: 'loop' | 'thread' = 'loop',
   ) {
+    this.id = keepAlive === 'thread' ? 'singleton-thread' : 'singleton';
+    this.label = LABELS[this.id];
     this.persister = new (lib().RedisPersister)(redis);
   }
 
@@ -154,6 +167,7 @@ class OursSingleton implements Contender {
       handleSignals: false,
       handleErrors: false,
       logger: silentLogger,
+      keepAlive: this.keepAlive,
     });
     singleton.on('lost', () => {
       this.lost += 1;
@@ -188,8 +202,11 @@ class OursSingleton implements Contender {
     };
   }
 
-  hold(name: string): Promise<Held> {
-    return this.waitFor(name);
+  async hold(name: string): Promise<Held> {
+    const held = await this.waitFor(name);
+    // Thread mode: held once the keep-alive thread renews it (it starts with the first lease).
+    await lib().keepAliveThread().whenReady();
+    return held;
   }
 
   /** Drops the cached waiter of `name` (after a scenario is done with that name). */

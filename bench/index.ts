@@ -7,7 +7,7 @@
  * and on SIGKILL of this process a watchdog stops redis-server and the
  * fixtures exit when their IPC channel closes).
  *
- * Options: `--quick`; `--only=throughput,handover,…` to run some scenarios (ids: throughput, contention, handover, crash, scale, scripts);
+ * Options: `--quick`; `--only=throughput,handover,…` to run some scenarios (ids: throughput, contention, handover, crash, scale, postgres, keepalive, scripts);
  * `--out=PATH` for the JSON file.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -18,12 +18,17 @@ import Redis from 'ioredis';
 import ts from 'typescript';
 import { type RedisServer, startRedisServer } from '../spec/setup/redisServer';
 import { LIB_ENV } from './contenders';
+import { type BenchPostgres, startBenchPostgres } from './postgres';
 import { renderTable, type Row } from './stats';
 
 /** What every scenario gets. */
 export interface BenchContext {
   quick: boolean;
   redisUrl: string;
+  /** The PostgreSQL of the PostgreSQL scenario (bench/postgres.ts), when there is one. */
+  postgresUrl?: string;
+  /** Why there is none. */
+  postgresSkipped?: string;
   /** A new connection, closed when the run ends (scenarios may close it earlier). */
   redis(): Redis;
   /** `INFO <section>` as key → value. */
@@ -48,6 +53,7 @@ const children = new Set<ChildProcess>();
 const connections = new Set<Redis>();
 let server: RedisServer | undefined;
 let watchdog: ChildProcess | undefined;
+let postgres: BenchPostgres | undefined;
 
 /**
  * A shell that waits for EOF on a pipe from us, then stops redis-server: the
@@ -69,6 +75,8 @@ function killEverything(): void {
   if (server && server.process.exitCode === null && server.process.signalCode === null) server.process.kill('SIGKILL');
   // redis-server is gone: disarm the watchdog so it can never kill a reused pid.
   if (watchdog && watchdog.exitCode === null) watchdog.kill('SIGKILL');
+  postgres?.killNow();
+  postgres = undefined;
 }
 
 async function shutdown(): Promise<void> {
@@ -78,6 +86,8 @@ async function shutdown(): Promise<void> {
   connections.clear();
   if (server) await server.stop();
   if (watchdog && watchdog.exitCode === null) watchdog.kill('SIGKILL');
+  await postgres?.stop();
+  postgres = undefined;
 }
 
 /**
@@ -123,7 +133,7 @@ function parseArgs(argv: string[]): { quick: boolean; source: boolean; only?: Se
     else if (arg.startsWith('--only=')) only = new Set(arg.slice(7).split(','));
     else if (arg.startsWith('--out=')) out = resolve(arg.slice(6));
     else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [--only=throughput,contention,handover,crash,scale,scripts] [--out=FILE] [--source]\n' +
+      process.stdout.write('usage: npm run bench [-- --quick] [--only=throughput,contention,handover,crash,scale,postgres,keepalive,scripts] [--out=FILE] [--source]\n' +
           '  --source: run lib/ through tsx instead of the transpiled JavaScript (slower: esbuild keepNames)\n');
       process.exit(0);
     } else {
@@ -152,8 +162,10 @@ async function main(): Promise<void> {
   const { default: handover } = await import('./scenarios/handover');
   const { default: crash } = await import('./scenarios/crash');
   const { default: scale } = await import('./scenarios/scale');
+  const { default: postgresScenario } = await import('./scenarios/postgres');
+  const { default: keepAlive } = await import('./scenarios/keepAlive');
   const { default: scripts } = await import('./scenarios/scripts');
-  const all: Scenario[] = [throughput, contention, handover, crash, scale, scripts];
+  const all: Scenario[] = [throughput, contention, handover, crash, scale, postgresScenario, keepAlive, scripts];
   const unknown = [...(args.only ?? [])].filter((id) => !all.some((s) => s.id === id));
   if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')} in --only (known: ${all.map((s) => s.id).join(', ')})`);
   const scenarios = all.filter((s) => !args.only || args.only.has(s.id));
@@ -163,10 +175,13 @@ async function main(): Promise<void> {
   const admin = new Redis(server.url);
   connections.add(admin);
   const redisVersion = parseInfo(await admin.info('server')).redis_version;
+  if (scenarios.some((s) => s.id === 'postgres')) postgres = await startBenchPostgres();
 
   const ctx: BenchContext = {
     quick: args.quick,
     redisUrl: server.url,
+    postgresUrl: postgres?.url,
+    postgresSkipped: postgres?.skipped,
     redis: () => {
       const c = new Redis((server as RedisServer).url);
       connections.add(c);
@@ -191,10 +206,12 @@ async function main(): Promise<void> {
     cpu: cpus()[0]?.model ?? 'unknown',
     node: process.version,
     redis: redisVersion,
+    postgres: postgres?.url ? postgres.source : `skipped: ${postgres?.skipped ?? 'not run'}`,
     command: `npm run bench${args.quick || args.source ? ' --' : ''}${args.quick ? ' --quick' : ''}${args.source ? ' --source' : ''}`,
     library: args.source ? 'lib/ through tsx' : 'lib/ transpiled to CommonJS (as dist/)',
   };
   ctx.progress(`redis-server ${redisVersion} on ${server.url}; ${machine.nproc} CPUs; node ${machine.node}; ${args.quick ? 'quick' : 'full'} run`);
+  if (postgres) ctx.progress(postgres.url ? `PostgreSQL (${postgres.source}) for scenario 6` : `no PostgreSQL: ${postgres.skipped}`);
 
   const rows: Row[] = [];
   for (const scenario of scenarios) {

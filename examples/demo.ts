@@ -10,6 +10,7 @@
  *
  *   npx tsx examples/demo.ts                         # file store in a temp dir: no server
  *   npx tsx examples/demo.ts --store redis://127.0.0.1:6379
+ *   npx tsx examples/demo.ts --store postgres://user@127.0.0.1:5432/db
  *   SINGLETON_STORE=redis://… npx tsx examples/demo.ts
  *
  * Options: --store URL (else $SINGLETON_STORE, else the file store), --ttl MS

@@ -3,16 +3,18 @@ import { decodeOutcome, encodeError, encodeValue, type Jsonified, type RunInfo }
 import { type OutcomeStore, outcomeStoreFor } from './coalescer/OutcomeStore';
 import { abortError, SingletonError, timeoutError, toPersisterError } from './errors';
 import { type Lease, trackWork } from './Lease';
+import { raceAbort } from './abortable';
 import { childLogger, getDefaultLogger, type Logger } from './logger';
+import { threadDescriptorOf } from './keepAlive/descriptor';
 import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { isPersister, Singleton } from './Singleton';
 import { monotonicNow, newToken, withJitter } from './time';
-import { checkInteger, checkName, checkWaitLimits, expected } from './validate';
+import { checkInteger, checkKnownOptions, checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
 /** Options of `new Coalescer(persister, options)`. Every one is optional. */
-export interface CoalescerOptions {
+export interface CoalescerOptions extends Pick<SingletonOptions, 'keepAlive' | 'maxBlockMs'> {
   /**
    * Lease length of a run: renewed while `fn` runs; if the runner dies, a waiter takes
    * the work over this long after its last renewal.
@@ -26,6 +28,13 @@ export interface CoalescerOptions {
    * @default 5000
    */
   resultTtlMs?: number;
+  /**
+   * Longest a run may take. After it, the run's signal aborts (a `SingletonError` with code
+   * `SINGLETON_RUN_TIMEOUT`), every caller that joined the run gets that error, and the
+   * lease is let go whether or not `fn` stopped, so a hung job never blocks its key.
+   * @default 10 × ttlMs
+   */
+  maxRunMs?: number;
   /**
    * Upper bound between a waiter's checks (lease and stored outcome). Outcome broadcasts,
    * release notifications and the runner's known expiry usually wake it sooner. Must be
@@ -83,12 +92,15 @@ export const COALESCER_DEFAULTS = Object.freeze({
   ttlMs: 30_000,
   /** How long an outcome stays readable. */
   resultTtlMs: 5_000,
+  /** `maxRunMs` defaults to this many lease lengths. */
+  maxRunTtls: 10,
   /** `retryIntervalMs` defaults to the smaller of this and `resultTtlMs / 4`. */
   maxRetryIntervalMs: 1_000,
 });
 
 const KNOWN_OPTIONS = new Set([
   'ttlMs',
+  'maxRunMs',
   'resultTtlMs',
   'retryIntervalMs',
   'owner',
@@ -97,6 +109,8 @@ const KNOWN_OPTIONS = new Set([
   'shutdownTimeoutMs',
   'logger',
   'outcomes',
+  'keepAlive', // issue 11: runs renewed from the keep-alive thread
+  'maxBlockMs',
 ]);
 
 /** One key's work in this process, shared by every local caller (the singleflight). */
@@ -123,8 +137,10 @@ interface Flight {
  * - The runner stores the outcome for `resultTtlMs` before it releases the lease, and
  *   broadcasts it where the store can (Redis pub/sub, one channel per key); stores without
  *   notifications are polled.
- * - Values travel as JSON, for local callers too; errors as `{ name, message, code }`,
- *   rebuilt as a {@link CoalescedError}.
+ * - Values travel as JSON, for local callers too; errors as their name, message, code,
+ *   JSON-safe own properties and stack, rebuilt as a {@link CoalescedError}.
+ * - A caller gets the outcome of the run it joined (by the run's fencing token); a caller
+ *   arriving after a run completed starts a fresh one: no stale results, no re-runs.
  * - If the runner dies, its lease expires and exactly one waiter runs `fn` instead.
  *
  * Keys share the lock namespace of the persister: a key is also the lease's lock name.
@@ -142,6 +158,8 @@ export class Coalescer {
   readonly ttlMs: number;
   /** How long an outcome stays readable after its run, ms. */
   readonly resultTtlMs: number;
+  /** Longest a run may take, ms. */
+  readonly maxRunMs: number;
   /** Upper bound between a waiter's checks, ms. */
   readonly retryIntervalMs: number;
   /** This process's identity as a runner. */
@@ -166,16 +184,16 @@ export class Coalescer {
    */
   constructor(persister: Persister, options: CoalescerOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object or undefined', options));
-    for (const key of Object.keys(options)) {
-      if (!KNOWN_OPTIONS.has(key)) {
-        throw new TypeError(`Unknown option \`${key}\`; allowed options are: ${[...KNOWN_OPTIONS].join(', ')}`);
-      }
-    }
+    checkKnownOptions(options, KNOWN_OPTIONS);
     if (!isPersister(persister)) {
       throw new TypeError(expected('persister', 'a Persister (acquire, renew, release, inspect)', persister));
     }
     this.persister = persister;
     this.ttlMs = normalizeTtl({ ttlMs: options.ttlMs ?? COALESCER_DEFAULTS.ttlMs });
+    this.maxRunMs =
+      options.maxRunMs === undefined
+        ? this.ttlMs * COALESCER_DEFAULTS.maxRunTtls
+        : checkInteger('maxRunMs', options.maxRunMs, 1, Number.MAX_SAFE_INTEGER);
     this.resultTtlMs =
       options.resultTtlMs === undefined ? COALESCER_DEFAULTS.resultTtlMs : checkInteger('resultTtlMs', options.resultTtlMs, 2, MAX_TTL_MS);
     this.retryIntervalMs =
@@ -190,11 +208,14 @@ export class Coalescer {
       handleSignals: options.handleSignals,
       handleErrors: options.handleErrors,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
+      keepAlive: options.keepAlive, // issue 11
+      maxBlockMs: options.maxBlockMs,
       // A lost lease aborts `fn`'s signal; it never exits the process.
       onLost: 'emit',
       logger,
     };
     const normalized = normalizeOptions(this.singletonOptions); // checks owner, signals, logger… now
+    if (normalized.keepAlive === 'thread') threadDescriptorOf(persister); // issue 11: refuses, now, a store no other thread can reach
     this.owner = normalized.owner;
     this.ownerInfo = { owner: normalized.owner, hostname: normalized.hostname, pid: normalized.pid };
     this.log = childLogger(normalized.logger, { coalescer: this.owner });
@@ -213,14 +234,18 @@ export class Coalescer {
 
   /**
    * Runs `fn` once for every caller, in any process, that asks for `key` while a run is
-   * in flight or its outcome is still stored, and resolves the same value for all of them.
+   * in flight, and resolves the same value for all of them. A caller gets the outcome of
+   * the run it joined; one that arrives after a run completed starts a fresh run.
    *
    * - The value goes through JSON for every caller, this process's included: a `Date`
    *   becomes its ISO string; `undefined` stays `undefined`; a value JSON cannot carry
    *   (BigInt, circular) rejects every caller with a `SingletonError`
    *   (`SINGLETON_NOT_SERIALIZABLE`).
    * - If `fn` throws, every caller rejects with a {@link CoalescedError} carrying its
-   *   `name`, `message` and `code`. Errors are stored for `resultTtlMs` like values.
+   *   `name`, `message`, `code`, its other JSON-safe own properties and its stack. Errors
+   *   are stored for `resultTtlMs` like values, for the callers that joined the run.
+   * - A run longer than `maxRunMs` is cut off: its callers reject with a `SingletonError`
+   *   (`SINGLETON_RUN_TIMEOUT`, rebuilt as a {@link CoalescedError} elsewhere).
    * - `fn(signal)`: `signal` aborts (with a `LockLostError`) if the run's lease is lost, or
    *   when `close()` is called. The outcome of such a run is not shared: this process's
    *   callers reject with that reason and the next holder runs the work.
@@ -341,54 +366,84 @@ export class Coalescer {
   }
 
   /**
-   * The cross-process part: a stored outcome, else the lease (and run `fn`), else wait
-   * for whoever holds it, waking on its outcome broadcast, its release, its known expiry,
-   * and at the latest every `retryIntervalMs`.
+   * The cross-process part. A caller that finds the key free runs `fn` (a fresh run, even
+   * if an earlier run's outcome is still stored); one that finds a run in flight joins that
+   * run (remembered by its lease's fencing token) and gets its outcome, or that of a run
+   * that began after it (one that took the work over when it died): from the
+   * broadcast, from the store (read after the runner released), or, if the runner died and
+   * no outcome was left, by taking the work over. Waiters wake on the outcome broadcast,
+   * the release notification, the holder's known expiry, and at the latest every
+   * `retryIntervalMs`.
    */
   private async fly(flight: Flight, fn: (signal: AbortSignal) => unknown): Promise<string> {
     const { key } = flight;
     const log = childLogger(this.log, { key });
-    const stored = await this.read(key);
-    if (stored !== null) {
-      log.debug({}, `"${key}" has a stored outcome; returning it`);
-      return stored;
-    }
-    flight.stop.signal.throwIfAborted(); // every caller left during the read
     const singleton = new Singleton(key, this.persister, this.singletonOptions);
     // Lock attempts throw their store errors to us; renewal errors only need a log line.
     singleton.on('error', (err) => log.warn({ err }, err.message));
     const waker = new Waker();
-    let broadcast: string | undefined;
+    const broadcasts = new Map<string, string>();
+    let joined: string | undefined;
     const [unsubscribe, unwatch] = await Promise.all([
       this.subscribe(key, log, (outcome) => {
-        broadcast ??= outcome;
+        broadcasts.set(fenceOf(outcome), outcome);
         waker.notify();
       }),
       this.watchReleases(key, log, () => waker.notify()),
     ]);
-    let waiting = false;
     let failingSince: number | undefined;
     let failures = 0;
+    /** The outcome of the run this flight joined, if it is known by now. */
+    const joinedOutcome = async (): Promise<string | null> => {
+      if (joined === undefined) return null;
+      return heardOf(joined) ?? this.readRun(key, joined);
+    };
+    /** A broadcast outcome of the joined run, or of a run that took its work over after it. */
+    const heardOf = (fence: string): string | null => {
+      for (const [f, outcome] of broadcasts) if (notBefore(f, fence)) return outcome;
+      return null;
+    };
     try {
       for (;;) {
         flight.stop.signal.throwIfAborted();
         waker.clearPending();
-        if (broadcast !== undefined) return broadcast;
+        const heard = joined === undefined ? null : heardOf(joined);
+        if (heard !== null) return heard;
         let delayMs: number;
         try {
           const lease = await singleton.acquire();
-          if (lease) return await this.runHolding(flight, lease, fn, log);
-          // Someone else runs it, or just finished: its outcome may be stored already.
-          const found = broadcast ?? (await this.read(key));
-          if (found !== null) return found;
-          waiting = true;
+          if (lease) {
+            // The run we joined may have finished just before this lease: its outcome wins.
+            const finished = await joinedOutcome().catch(async (err: unknown) => {
+              await lease.release().catch(noop);
+              throw err;
+            });
+            if (finished !== null) {
+              await lease.release().catch(noop);
+              log.debug({}, `"${key}": the run this caller joined finished; not running it again`);
+              return finished;
+            }
+            return await this.runHolding(flight, lease, fn, log);
+          }
+          const holderFence = String(singleton.holder?.fencingToken ?? '');
+          if (joined !== undefined && holderFence !== joined) {
+            // Another run began: either ours finished first (its outcome is stored), or our
+            // runner died and someone took the work over (we join that run instead).
+            const finished = await joinedOutcome();
+            if (finished !== null) return finished;
+          }
+          joined = holderFence;
+          if (!this.outcomes.subscribe) {
+            const finished = await joinedOutcome();
+            if (finished !== null) return finished;
+          }
           failingSince = undefined;
           failures = 0;
           delayMs = this.delayUntilNextCheck(singleton.holder);
         } catch (err) {
           // The first attempt fails fast; a waiter rides out a store outage for up to one lease,
           // after which any runner has given its lease up too.
-          if (!isStoreError(err) || !waiting) throw err;
+          if (!isStoreError(err) || joined === undefined) throw err;
           failingSince ??= monotonicNow();
           if (monotonicNow() - failingSince >= this.ttlMs) throw err;
           failures += 1;
@@ -404,21 +459,23 @@ export class Coalescer {
     }
   }
 
-  /** Holding the lease: check the store once more, run `fn`, store the outcome, release. */
+  /**
+   * Holding the lease: run `fn`, store the outcome, release. `fn`'s signal aborts when the
+   * lease ends (lost, or the process hooks hand it over: they wait for `fn` first), on
+   * `close()`, or after `maxRunMs`; on the last two the lease is let go without waiting for
+   * `fn`, so neither blocks on a job that ignores its signal.
+   */
   private async runHolding(flight: Flight, lease: Lease, fn: (signal: AbortSignal) => unknown, log: Logger): Promise<string> {
     const { key } = flight;
-    // `fn` stops when the lease ends (lost, or the process hooks hand it over) or on close().
     const closed = new AbortController();
-    const signal = AbortSignal.any([lease.signal, closed.signal]);
+    const overdue = new AbortController();
+    const timer = setTimeout(() => overdue.abort(runTimeoutError(key, this.maxRunMs)), this.maxRunMs);
+    timer.unref();
+    const cutOff = AbortSignal.any([closed.signal, overdue.signal]);
+    const signal = AbortSignal.any([lease.signal, cutOff]);
     flight.running = closed;
     try {
       flight.stop.signal.throwIfAborted(); // every caller left (or close()) while the lease was being taken
-      // A run may have finished between our last check and this lease: its outcome wins.
-      const stored = await this.read(key);
-      if (stored !== null) {
-        log.debug({}, `"${key}" was completed by another run just before this lease; not running it again`);
-        return stored;
-      }
       const run = (): RunInfo => ({
         key,
         owner: this.owner,
@@ -430,13 +487,15 @@ export class Coalescer {
       trackWork(lease, work);
       let outcome: string;
       try {
-        outcome = encodeValue(await work, run());
+        outcome = encodeValue(await raceAbort(work, cutOff), run());
       } catch (err) {
-        log.debug({ err }, `the run of "${key}" failed; sharing its error`);
-        outcome = encodeError(err, run());
+        if (closed.signal.aborted) throw closed.signal.reason;
+        if (overdue.signal.aborted) log.error({ maxRunMs: this.maxRunMs }, `the run of "${key}" exceeded maxRunMs; letting its lease go`);
+        else log.debug({ err }, `the run of "${key}" failed; sharing its error`);
+        outcome = encodeError(overdue.signal.aborted ? overdue.signal.reason : err, run());
       }
-      // Lease ended or close(): another holder may be running it; this outcome is not shared.
-      signal.throwIfAborted();
+      // Lease ended: another holder may be running it; this outcome is not shared.
+      lease.signal.throwIfAborted();
       try {
         await this.outcomes.put(key, outcome, this.resultTtlMs);
         this.scheduleSweep(key);
@@ -446,9 +505,19 @@ export class Coalescer {
       }
       return outcome;
     } finally {
+      clearTimeout(timer);
       flight.running = undefined;
       await lease.release().catch((err: unknown) => log.warn({ err }, `releasing "${key}" failed; its lease will expire`));
     }
+  }
+
+  /**
+   * The stored outcome of `key` if it comes from the run with fencing token `fence`, or from
+   * a later run (one that took the work over after that run died, or began after it).
+   */
+  private async readRun(key: string, fence: string): Promise<string | null> {
+    const stored = await this.read(key);
+    return stored !== null && notBefore(fenceOf(stored), fence) ? stored : null;
   }
 
   private async read(key: string): Promise<string | null> {
@@ -544,6 +613,33 @@ export class Coalescer {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
     if (this.ownsOutcomes) await this.outcomes.close?.();
   }
+}
+
+/**
+ * Whether a run with fencing token `fence` is the run `joined` or a later one (fences
+ * strictly increase per name). Without fences (a store that does not fence) only the same
+ * token matches.
+ */
+function notBefore(fence: string, joined: string): boolean {
+  if (fence === joined) return true;
+  if (!/^\d+$/.test(fence) || !/^\d+$/.test(joined)) return false;
+  return BigInt(fence) > BigInt(joined);
+}
+
+/** The fencing token of the run an outcome envelope came from ('' when unreadable). */
+function fenceOf(outcome: string): string {
+  try {
+    return String((JSON.parse(outcome) as { run?: { fencingToken?: unknown } }).run?.fencingToken ?? '');
+  } catch {
+    return '';
+  }
+}
+
+function runTimeoutError(key: string, maxRunMs: number): SingletonError {
+  return new SingletonError(
+    'SINGLETON_RUN_TIMEOUT',
+    `The coalesced run of "${key}" took longer than maxRunMs (${maxRunMs} ms): it was cut off and its lease let go. Make the work stop on its signal, or raise maxRunMs.`,
+  );
 }
 
 function closedError(): SingletonError {

@@ -13,6 +13,12 @@ export interface KeptLease {
   sentAt: number;
   /** Round trip of the last successful acquire/renew, ms. */
   roundTripMs: number;
+  /**
+   * The store's expiry of the lease as acquired. Used by stores whose expiry is on this
+   * process's clock (`capabilities.serverClock` false): the local deadline is then never
+   * later than that expiry minus the margin.
+   */
+  expiresAt?: Date;
   /** Called after each successful renewal. Anything it throws is re-thrown in a tick of its own. */
   onRenewed(expiresAt: Date): void;
   /** Called once, when the lease is lost; the keeper has dropped it already. Isolated like `onRenewed`. */
@@ -62,7 +68,7 @@ export class LeaseKeeper {
   /** Starts renewing `lease`. */
   add(lease: KeptLease): void {
     const entry: Entry = { lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0 };
-    this.schedule(entry, lease.sentAt, lease.roundTripMs);
+    this.schedule(entry, lease.sentAt, lease.roundTripMs, lease.expiresAt);
     this.entries.set(lease, entry);
     if (this.entries.size === 1) this.watchReconnects();
     this.arm(Math.min(entry.nextDue, entry.deadline));
@@ -93,9 +99,15 @@ export class LeaseKeeper {
     }
   }
 
-  private schedule(entry: Entry, sentAt: number, roundTripMs: number): void {
+  private schedule(entry: Entry, sentAt: number, roundTripMs: number, expiresAt?: Date): void {
     const { ttlMs, renewIntervalMs } = entry.lease;
-    entry.deadline = sentAt + ttlMs - safetyMarginMs(ttlMs, roundTripMs);
+    const margin = safetyMarginMs(ttlMs, roundTripMs);
+    entry.deadline = sentAt + ttlMs - margin;
+    if (expiresAt && this.persister.capabilities?.serverClock === false) {
+      // The store's expiry is on our own clock: it may come sooner than ttl (a seed-style store's
+      // staleness), and the holder must be told before it.
+      entry.deadline = Math.min(entry.deadline, monotonicNow() + (expiresAt.getTime() - Date.now()) - margin);
+    }
     entry.nextDue = Math.min(sentAt + renewIntervalMs, entry.deadline);
   }
 
@@ -127,6 +139,7 @@ export class LeaseKeeper {
     for (const entry of this.entries.values()) {
       if (entry.deadline <= now) {
         this.entries.delete(entry.lease);
+        if (this.entries.size === 0) this.disarm();
         isolated(() => entry.lease.onLost('store-unreachable'));
         continue;
       }
@@ -190,7 +203,7 @@ export class LeaseKeeper {
     entry.failures = 0;
     lease.sentAt = sentAt;
     lease.roundTripMs = roundTripMs;
-    this.schedule(entry, sentAt, roundTripMs);
+    this.schedule(entry, sentAt, roundTripMs, result.expiresAt);
     this.arm(entry.nextDue);
     isolated(() => lease.onRenewed(result.expiresAt));
   }

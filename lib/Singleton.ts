@@ -1,12 +1,15 @@
 import './polyfills';
 import { EventEmitter } from 'node:events';
 import { raceAbort, waitController } from './abortable';
-import { abortError, type LeaseEndReason, SingletonError, timeoutError, toPersisterError } from './errors';
+import { diagnosticsChannel, publishEvent } from './diagnostics'; // [diagnostics] issue 15
+import { abortError, type LeaseEndReason, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
+import { type Keeper, threadKeeperFor } from './keepAlive/threadKeeper'; // keepAlive: 'thread' (issue 11)
 import { bindControl, type Lease, LeaseControl } from './Lease';
-import { keeperFor, type KeptLease, type LeaseKeeper } from './LeaseKeeper';
+import { keeperFor, type KeptLease } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
+import { CallbackPersisterAdapter, type CallbackPersister, fromCallbackPersister } from './persisters/fromCallbackPersister';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { type HookEntry, processHooks } from './processHooks';
 import { safeEmit } from './safeEmit';
@@ -37,7 +40,19 @@ export interface AcquireOptions extends WaitOptions {
 export type RunOptions = AcquireOptions;
 
 /** What {@link Singleton.run} did: ran `fn` under the lock, or found it held elsewhere. */
-export type RunResult<T> = { status: 'done'; value: T } | { status: 'conflict'; holder: LockInfo };
+export type RunResult<T> =
+  | {
+      /** `fn` ran under the lock. */
+      status: 'done';
+      /** What `fn` returned. */
+      value: T;
+    }
+  | {
+      /** The lock was held elsewhere (or by this instance already); `fn` did not run. */
+      status: 'conflict';
+      /** Who holds it. */
+      holder: LockInfo;
+    };
 
 /** A node-style callback, as the seed's `lock(cb)`, `release(cb)` and `exists(cb)` take. */
 export type NodeCallback<T> = (error: Error | null, value?: T) => void;
@@ -83,35 +98,42 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private readonly options: NormalizedOptions;
   private childLog: Logger | undefined;
   private readonly ownerInfo: OwnerInfo;
-  private readonly keeper: LeaseKeeper;
+  private readonly keeper: Keeper; // LeaseKeeper, or the keep-alive thread's keeper (issue 11)
   private readonly fences: boolean;
   private hooks: HookEntry | undefined;
   private currentState: State = 'idle';
   private held: LeaseControl | undefined;
   private lastHolder: LockInfo | undefined;
   private attemptInFlight: Attempt | undefined;
-  private readonly waits = new Set<AbortController>();
-  private releaseCalls = new AbortController();
+  /** Waits in progress (made on the first wait). */
+  private waits: Set<AbortController> | undefined;
+  /** Aborted by each `release()` call (made when first asked for). */
+  private releaseCalls: AbortController | undefined;
 
   /**
    * @param name 1..200 printable characters.
-   * @param persister the store, e.g. `new RedisPersister(redis)` or `new FilePersister()`.
+   * @param persister the store, e.g. `new RedisPersister(redis)` or `new FilePersister()`; a
+   *   seed-style callback persister is wrapped with `fromCallbackPersister` (logged once).
    * @param options see {@link SingletonOptions}; every bad value throws here.
    */
-  constructor(name: string, persister: Persister, options?: SingletonOptions) {
+  constructor(name: string, persister: Persister | CallbackPersister, options?: SingletonOptions) {
     super();
     this.name = checkName(name);
-    if (!isPersister(persister)) {
-      throw new TypeError(
-        expected('persister', 'a Persister (acquire, renew, release, inspect); wrap a seed-style callback persister with fromCallbackPersister()', persister),
-      );
-    }
-    this.persister = persister;
     this.options = normalizeOptions(options);
+    this.persister = asPersister(persister, this.options);
     this.owner = this.options.owner;
     this.ownerInfo = { owner: this.owner, hostname: this.options.hostname, pid: this.options.pid };
-    this.keeper = keeperFor(persister);
-    this.fences = persister.capabilities?.fencing !== false;
+    // keepAlive: 'thread' (issue 11): the keep-alive thread's keeper; it refuses (TypeError) a store no other thread can reach.
+    this.keeper =
+      this.options.keepAlive === 'thread'
+        ? threadKeeperFor(this.persister, { ...this.options, owner: this.owner, exitOnLost: () => this.exitsOnLost(), logger: this.log })
+        : keeperFor(this.persister);
+    this.fences = this.persister.capabilities?.fencing !== false;
+  }
+
+  /** Whether a loss ends the process now: `onLost: 'exit'`, or no `onLost` and no `lost` listener. */
+  private exitsOnLost(): boolean {
+    return this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
   }
 
   /** One pino child per instance with `{ lock, owner }` bound, made on first use. */
@@ -176,7 +198,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * @internal lets `standby()` stop standing by without wrapping `release()`.
    */
   get releaseRequested(): AbortSignal {
-    return this.releaseCalls.signal;
+    return (this.releaseCalls ??= new AbortController()).signal;
   }
 
   /**
@@ -271,9 +293,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   private async releaseAll(): Promise<void> {
     const calls = this.releaseCalls;
-    this.releaseCalls = new AbortController();
-    calls.abort(abortError());
-    for (const wait of this.waits) wait.abort(abortError(releasedWhileWaiting(this.name)));
+    this.releaseCalls = undefined;
+    calls?.abort(abortError());
+    if (this.waits) for (const wait of this.waits) wait.abort(abortError(releasedWhileWaiting(this.name)));
     if (this.attemptInFlight) await this.attemptInFlight.promise.catch(() => null);
     const held = this.held;
     if (!held) return;
@@ -345,6 +367,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
    * @internal used by `standby()` and the `Coalescer`.
    */
   reportError(error: Error): void {
+    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'error', this.owner, { fencingToken: this.held?.fencingToken }); // [diagnostics] issue 15
     if (this.listenerCount('error') > 0) safeEmit(this, 'error', error);
     else this.log.error({ err: error }, error.message);
   }
@@ -359,7 +382,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private setState<S extends State>(
     next: S,
     payload: S extends keyof SingletonEvents ? EventPayload<S> : { message: string },
-    how: { emit?: boolean; level?: 'debug' | 'info' | 'warn' } = {},
+    how: { emit?: boolean; level?: 'debug' | 'info' | 'warn'; durationMs?: number; fencingToken?: bigint | number } = {},
   ): void {
     const from = this.currentState;
     if (!canTransition(from, next)) {
@@ -370,11 +393,21 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const event = { name: this.name, ...payload } as EventBase;
     const level = how.level ?? (WARN_STATES.has(next) && emit ? 'warn' : 'debug');
     if (this.logs(level)) this.log[level]({ from, to: next, ...loggable(event) }, event.message);
+    // [diagnostics] issue 15: every transition but idle (and locked, published with its event), also when not emitted
+    if (diagnosticsChannel.hasSubscribers && next !== 'idle' && next !== 'locked') publishEvent(this.name, next as 'lost', this.owner, { fencingToken: how.fencingToken ?? this.held?.fencingToken, reason: (event as { reason?: LostReason }).reason, durationMs: how.durationMs });
     if (emit && next !== 'idle') safeEmit(this, next, event);
+  }
+
+  private emitExpired(previous: LockInfo): void {
+    this.emitEvent('expired', {
+      previous,
+      message: `took "${this.name}" out of the store from ${describeHolder(previous)}, whose lease had expired`,
+    });
   }
 
   private emitEvent<E extends 'expired' | 'renewed'>(event: E, payload: EventPayload<E>): void {
     const full = { name: this.name, ...payload } as SingletonEvents[E][0];
+    if (event === 'expired' && diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'expired', this.owner); // [diagnostics] issue 15
     if (event === 'expired' && this.logs('warn')) this.log.warn(loggable(full), full.message);
     safeEmit(this, event, full);
   }
@@ -418,7 +451,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       (reason) => abortError(reason),
     );
     const { signal } = controller;
-    this.waits.add(controller);
+    (this.waits ??= new Set()).add(controller);
     const waker = new Waker();
     let unwatch: (() => Promise<void>) | undefined;
     try {
@@ -460,7 +493,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     } finally {
       dispose();
       waker.dispose();
-      this.waits.delete(controller);
+      this.waits?.delete(controller);
       if (unwatch) unwatch().catch((err: unknown) => this.log.debug({ err }, 'unwatch failed'));
     }
   }
@@ -479,10 +512,12 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       // free that lease at once rather than leave it to expire. Owner-checked, so harmless otherwise.
       this.persister.release({ name: this.name, token }).catch(() => undefined);
       this.setState('idle', { message: `could not reach the store to lock "${this.name}"` });
+      if (error.expired) this.emitExpired(error.expired);
       this.reportError(error);
       throw error;
     }
     if (!result.acquired) {
+      if (result.expired) this.emitExpired(result.expired);
       const changed = !this.lastHolder || !sameHolder(this.lastHolder, result.holder);
       this.lastHolder = result.holder;
       // A one-shot lock() that finds the lock taken is worth a warning; acquire() callers
@@ -522,6 +557,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       renewIntervalMs: this.options.renewIntervalMs,
       sentAt,
       roundTripMs: monotonicNow() - sentAt,
+      expiresAt: info.expiresAt,
       onRenewed: (expiresAt) => this.onRenewed(held, expiresAt),
       onLost: (reason, holder) => this.onLost(held, reason, holder),
       onError: (error) => this.reportError(error),
@@ -537,13 +573,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       { fencingToken, expiresAt: info.expiresAt, message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}` },
       { emit: false },
     );
-    if (result.expired) {
-      this.emitEvent('expired', {
-        previous: result.expired,
-        message: `took over "${this.name}" from ${describeHolder(result.expired)}, whose lease had expired`,
-      });
-    }
+    if (result.expired) this.emitExpired(result.expired);
     if (this.held === held) {
+      if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'locked', this.owner, { fencingToken, durationMs: kept.roundTripMs }); // [diagnostics] issue 15
       safeEmit(this, 'locked', {
         name: this.name,
         fencingToken,
@@ -566,8 +598,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   private async releaseInStore(held: LeaseControl): Promise<void> {
-    this.setState('releasing', { message: `releasing "${this.name}"` });
+    this.setState('releasing', { message: `releasing "${this.name}"` }, { fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     let deleted: boolean;
+    const sentAt = monotonicNow(); // [diagnostics] issue 15
     try {
       deleted = await this.persister.release({ name: this.name, token: held.token });
     } catch (err) {
@@ -585,7 +618,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (this.held === held) this.held = undefined;
     processHooks.unregister(this.hookEntry);
     held.markEnded();
-    this.setState('released', { message: `released "${this.name}"` });
+    this.setState('released', { message: `released "${this.name}"` }, { durationMs: monotonicNow() - sentAt, fencingToken: held.fencingToken }); // [diagnostics] issue 15
   }
 
   /** Stops renewing a lease whose release could not be confirmed: it expires by itself. */
@@ -604,6 +637,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private onRenewed(held: LeaseControl, expiresAt: Date): void {
     if (this.held !== held) return;
     held.expiresAt = expiresAt;
+    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'renewed', this.owner, { fencingToken: held.fencingToken, durationMs: held.kept?.roundTripMs }); // [diagnostics] issue 15
     // The hot path of a process holding thousands of leases: no event object nobody reads.
     if (this.listenerCount('renewed') === 0) return;
     this.emitEvent('renewed', { expiresAt, message: `renewed "${this.name}" until ${expiresAt.toISOString()}` });
@@ -627,14 +661,14 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     // The work is told first, before anything else runs.
     held.abort(reason, holder);
     held.markEnded();
-    const exit = this.options.onLost === 'exit' || (this.options.onLost === undefined && this.listenerCount('lost') === 0);
+    const exit = this.exitsOnLost();
     if (reason === 'store-unreachable') {
       // Best effort: if the store comes back before expiry, free it for the next holder at once.
       this.persister.release({ name: this.name, token: held.token }).catch(() => undefined);
     }
     const by = holder ? `; now held by ${describeHolder(holder)}` : '';
     // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line).
-    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0 });
+    this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0, fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     if (exit) {
       this.log.error(
         { reason, exitCode: 70 },
@@ -664,6 +698,44 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const untilExpiry = this.lastHolder.expiresAt.getTime() - Date.now();
     return Math.min(retry, Math.max(1, untilExpiry + 2) + Math.random() * 10);
   }
+}
+
+/** Whether `value` is a seed-style callback persister (singleton-process v1). */
+function isCallbackPersister(value: unknown): value is CallbackPersister {
+  if (value === null || typeof value !== 'object') return false;
+  const p = value as Record<string, unknown>;
+  return ['persistLock', 'deleteLock', 'lockExists'].every((m) => typeof p[m] === 'function');
+}
+
+const wrappedLegacy = new WeakMap<object, Persister>();
+
+/**
+ * The persister a Singleton runs on: a {@link Persister} as it is; a seed-style callback
+ * persister wrapped once with `fromCallbackPersister` (logged once), its staleness the
+ * Singleton's lease length. Anything else is a TypeError.
+ */
+function asPersister(value: unknown, options: NormalizedOptions): Persister {
+  if (isPersister(value)) {
+    if (value instanceof CallbackPersisterAdapter) value.adoptLeaseLength(options.ttlMs);
+    return value;
+  }
+  if (isCallbackPersister(value)) {
+    let wrapped = wrappedLegacy.get(value);
+    if (!wrapped) {
+      wrapped = fromCallbackPersister(value, { staleAfterMs: options.ttlMs });
+      wrappedLegacy.set(value, wrapped);
+      options.logger.warn(
+        { staleAfterMs: options.ttlMs },
+        'a seed-style callback persister (persistLock, deleteLock, lockExists) was wrapped with fromCallbackPersister(): ' +
+          'it has no server clock, no fencing and no release notifications, and a lock older than the lease length ' +
+          `(${options.ttlMs} ms) is taken over; see the README's "Migrating from singleton-process"`,
+      );
+    } else if (wrapped instanceof CallbackPersisterAdapter) wrapped.adoptLeaseLength(options.ttlMs);
+    return wrapped;
+  }
+  throw new TypeError(
+    expected('persister', 'a Persister (acquire, renew, release, inspect), or a seed-style callback persister (persistLock, deleteLock, lockExists) to wrap with fromCallbackPersister()', value),
+  );
 }
 
 /** Whether `value` has the four methods of a {@link Persister}. */

@@ -7,6 +7,7 @@ export type SingletonErrorCode =
   | 'SINGLETON_SHUTTING_DOWN'
   | 'SINGLETON_NOT_SERIALIZABLE'
   | 'SINGLETON_REMOTE'
+  | 'SINGLETON_RUN_TIMEOUT'
   | 'SINGLETON_DRIVER_MISSING';
 
 /** Base class of the library's errors; `code` tells them apart without `instanceof`. */
@@ -23,6 +24,12 @@ export class SingletonError extends Error {
 
 /** The store failed (unreachable, timed out, refused). The driver's error is kept as `cause`. */
 export class PersisterError extends SingletonError {
+  /**
+   * A lease that had run out and was taken out of the store before the failure (a
+   * seed-style store's stale lock, deleted before the re-lock failed): reported as `expired`.
+   */
+  expired?: LockInfo;
+
   constructor(message: string, options?: { cause?: unknown }) {
     super('SINGLETON_PERSISTER', message, options);
   }
@@ -77,7 +84,11 @@ export function toPersisterError(what: string, cause: unknown): PersisterError {
   const detail = cause instanceof Error ? cause.message : String(cause);
   if (cause instanceof PersisterError && detail.startsWith(what)) return cause;
   const advice = /reachable|retr(y|ied)/i.test(detail) ? '' : ' Check that the store is reachable; the operation can be retried.';
-  return new PersisterError(`${what} failed: ${detail.replace(/\.?$/, '.')}${advice}`, { cause });
+  // One level of `cause`: the driver's error, never a PersisterError wrapping it.
+  const root = cause instanceof PersisterError && cause.cause !== undefined ? cause.cause : cause;
+  const error = new PersisterError(`${what} failed: ${detail.replace(/\.?$/, '.')}${advice}`, { cause: root });
+  if (cause instanceof PersisterError && cause.expired) error.expired = cause.expired;
+  return error;
 }
 
 /** A DOMException-compatible `AbortError` (what `fetch` and timers/promises reject with). */

@@ -2,10 +2,15 @@ import pino from 'pino';
 
 /** The logging methods the library calls: any pino-compatible logger has them. */
 export interface Logger {
+  /** Logs `obj` (fields) and `msg` at debug level: every transition. */
   debug(obj: object, msg?: string): void;
+  /** At info level: a standby's new leader. */
   info(obj: object, msg?: string): void;
+  /** At warn level: conflict of a one-shot `lock()`, expired, lost. */
   warn(obj: object, msg?: string): void;
+  /** At error level: store errors nobody listens for, the exit on a lost lease. */
   error(obj: object, msg?: string): void;
+  /** A logger with `bindings` added to every line (pino's `child`); merged in by the library when absent. */
   child?(bindings: Record<string, unknown>): Logger;
   /** pino's level check; when absent every level is assumed enabled. */
   isLevelEnabled?(level: string): boolean;

@@ -1,6 +1,6 @@
 import { constants as osConstants, hostname } from 'node:os';
 import { type Logger, getDefaultLogger, isLogger } from './logger';
-import { checkBoolean, checkInteger, expected } from './validate';
+import { checkBoolean, checkInteger, checkKnownOptions, expected } from './validate';
 
 /** Options of `new Singleton(name, persister, options)`. Every one is optional. */
 export interface SingletonOptions {
@@ -57,6 +57,23 @@ export interface SingletonOptions {
    * @default pino on stderr, level from SINGLETON_LOG_LEVEL or 'warn'
    */
   logger?: Logger;
+  /**
+   * Where held leases are renewed. `'loop'`: from this thread's event loop (a block
+   * longer than the lease loses it). `'thread'`: from one worker thread per process, on
+   * its own store connection, so a busy or frozen event loop keeps the lease for up to
+   * `maxBlockMs`, and a short `ttlMs` (fast takeover after a crash) becomes safe. Needs a
+   * store another thread can reach (Redis, MongoDB, the file store; not `MemoryPersister`).
+   * @default 'loop'
+   */
+  keepAlive?: 'loop' | 'thread';
+  /**
+   * With `keepAlive: 'thread'`: the longest the event loop may be unresponsive before its
+   * leases are let go. The thread stops renewing once the loop has been blocked this long;
+   * the lease then runs out within `ttlMs`, and a loss then ends the process if the
+   * effective `onLost` is `'exit'` (the loop cannot). Whole ms, 100 to one week.
+   * @default 60000
+   */
+  maxBlockMs?: number;
 }
 
 /** Options after defaults and checks: what the `Singleton` runs on. */
@@ -72,16 +89,30 @@ export interface NormalizedOptions {
   shutdownTimeoutMs: number;
   onLost: 'exit' | 'emit' | undefined;
   logger: Logger;
+  keepAlive: 'loop' | 'thread';
+  maxBlockMs: number;
 }
 
 /** The defaults, frozen. */
 export const DEFAULTS = Object.freeze({
+  /** Lease length, ms. */
   ttlMs: 15_000,
+  /** Upper bound between attempts while waiting, ms. */
   retryIntervalMs: 1_000,
+  /** The signals handled by default: release, then exit as the signal would have. */
   handleSignals: Object.freeze(['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]),
+  /** Release, print and exit 1 on `uncaughtException` / `unhandledRejection`. */
   handleErrors: true,
+  /** Longest wait for releases during shutdown, ms. */
   shutdownTimeoutMs: 5_000,
+  /** Where held leases are renewed: the event loop, or the keep-alive thread. */
+  keepAlive: 'loop' as 'loop' | 'thread',
+  /** With the keep-alive thread: the longest the event loop may be unresponsive before the lease is let go, ms. */
+  maxBlockMs: 60_000,
 });
+
+/** Smallest `maxBlockMs`: the heartbeat must be able to beat several times within it. */
+export const MIN_MAX_BLOCK_MS = 100;
 
 /** Shortest lease the library accepts, in ms. */
 export const MIN_TTL_MS = 20;
@@ -99,6 +130,8 @@ const KNOWN_OPTIONS = new Set([
   'shutdownTimeoutMs',
   'onLost',
   'logger',
+  'keepAlive',
+  'maxBlockMs',
 ]);
 
 /** Checks and completes the TTL-related options; shared with `Coalescer`. */
@@ -136,17 +169,36 @@ function normalizeSignals(value: unknown): readonly NodeJS.Signals[] {
 
 let cachedHostname: string | undefined;
 
-/** Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad value. */
+const normalized = new WeakMap<object, NormalizedOptions>();
+let normalizedDefaults: NormalizedOptions | undefined;
+
+/**
+ * Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad
+ * value. Done once per options object: instances built from the same object (or from none)
+ * share the frozen result, so making a `Singleton` per name costs no re-validation.
+ * (An options object is read when first used; changing it afterwards changes nothing.)
+ */
 export function normalizeOptions(options: SingletonOptions | undefined): NormalizedOptions {
+  if (options === undefined) {
+    if (normalizedDefaults && normalizedDefaults.pid === process.pid) return normalizedDefaults;
+    return (normalizedDefaults = Object.freeze(checkOptions({})));
+  }
+  if (options !== null && typeof options === 'object') {
+    const known = normalized.get(options);
+    if (known && known.pid === process.pid) return known;
+    const result = Object.freeze(checkOptions(options));
+    normalized.set(options, result);
+    return result;
+  }
+  return checkOptions(options);
+}
+
+function checkOptions(options: SingletonOptions): NormalizedOptions {
   if (options === undefined) options = {};
   if (options === null || typeof options !== 'object') {
     throw new TypeError(expected('options', 'an object or undefined', options));
   }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      throw new TypeError(`Unknown option \`${key}\`; allowed options are: ${[...KNOWN_OPTIONS].join(', ')}`);
-    }
-  }
+  checkKnownOptions(options, KNOWN_OPTIONS);
   const ttlMs = normalizeTtl(options);
   const renewIntervalMs =
     options.renewIntervalMs === undefined
@@ -176,6 +228,7 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
   if (options.logger !== undefined && !isLogger(options.logger)) {
     throw new TypeError(expected('logger', 'a pino-compatible logger (with debug, info, warn and error methods)', options.logger));
   }
+  const { keepAlive, maxBlockMs } = normalizeKeepAlive(options);
   return {
     ttlMs,
     renewIntervalMs,
@@ -188,5 +241,23 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
     shutdownTimeoutMs,
     onLost: options.onLost,
     logger: options.logger ?? getDefaultLogger(),
+    keepAlive,
+    maxBlockMs,
   };
+}
+
+/** Checks `keepAlive` and `maxBlockMs` (which only means something with `keepAlive: 'thread'`). */
+export function normalizeKeepAlive(options: { keepAlive?: unknown; maxBlockMs?: unknown }): {
+  keepAlive: 'loop' | 'thread';
+  maxBlockMs: number;
+} {
+  const keepAlive = options.keepAlive ?? DEFAULTS.keepAlive;
+  if (keepAlive !== 'loop' && keepAlive !== 'thread') throw new TypeError(expected('keepAlive', '"loop" or "thread"', keepAlive));
+  if (options.maxBlockMs === undefined) return { keepAlive, maxBlockMs: DEFAULTS.maxBlockMs };
+  if (keepAlive !== 'thread') {
+    throw new TypeError(
+      `\`maxBlockMs\` (${String(options.maxBlockMs)}) only applies with keepAlive: 'thread' (the event loop itself renews in 'loop' mode); set keepAlive: 'thread' or leave maxBlockMs out`,
+    );
+  }
+  return { keepAlive, maxBlockMs: checkInteger('maxBlockMs', options.maxBlockMs, MIN_MAX_BLOCK_MS, MAX_TTL_MS) };
 }

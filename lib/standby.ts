@@ -3,13 +3,39 @@ import { SingletonError } from './errors';
 import { trackWork, whenEnded } from './Lease';
 import { type SingletonOptions } from './options';
 import type { Persister } from './persisters/Persister';
+import { RedisPersister } from './persisters/RedisPersister';
+import type { Cluster, Redis } from 'ioredis';
 import { Singleton } from './Singleton';
 import { expected } from './validate';
 
 /** Options of {@link standby}: the lock name plus any `Singleton` option. */
 export interface StandbyOptions extends SingletonOptions {
-  /** The lock name shared by every replica. */
-  name: string;
+  /** The lock name shared by every replica, or a function returning it (node-standby accepts one). */
+  name: string | (() => string);
+  /** node-standby's name for `ttlMs / 1000`. Give either, not two different values. */
+  ttlSeconds?: number;
+  /** node-standby's name for `retryIntervalMs / 1000`. Give either, not two different values. */
+  pollingIntervalSeconds?: number;
+}
+
+/** The part of an ioredis client `standby()` recognises one by (node-standby took the client itself). */
+function isRedisClient(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  const c = value as Record<string, unknown>;
+  return typeof c.evalsha === 'function' && typeof c.duplicate === 'function' && typeof c.defineCommand === 'function';
+}
+
+function secondsAlias(options: StandbyOptions, alias: 'ttlSeconds' | 'pollingIntervalSeconds', target: 'ttlMs' | 'retryIntervalMs'): number | undefined {
+  const seconds = options[alias];
+  if (seconds === undefined) return options[target];
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) {
+    throw new TypeError(expected(alias, 'a positive number of seconds', seconds));
+  }
+  const ms = Math.round(seconds * 1000);
+  if (options[target] !== undefined && options[target] !== ms) {
+    throw new RangeError(`Expected \`${alias}\` (${seconds}) and \`${target}\` (${options[target]}) to agree; give only one of them`);
+  }
+  return ms;
 }
 
 /** The longest pause before a task that keeps failing is run again, ms (unless `retryIntervalMs` is longer). */
@@ -32,17 +58,29 @@ export const MAX_TASK_BACKOFF_MS = 30_000;
  *   released so a healthy replica can take over, and it is not run again before a backoff:
  *   `retryIntervalMs`, doubling with each failure in a row up to 30 s.
  *
+ * `persister` may also be an ioredis client (wrapped in a `RedisPersister`), and the options
+ * take node-standby's `ttlSeconds` and `pollingIntervalSeconds` as aliases, so node-standby's
+ * `standby(redis, task, { name, ttlSeconds, pollingIntervalSeconds })` runs as it is.
+ *
  * @example
  * ```ts
  * const s = standby(new RedisPersister(redis), (signal) => startConsumer({ signal }), { name: 'orders-consumer' });
  * s.on('conflict', ({ holder }) => console.log('standing by; active:', holder.owner));
  * ```
  */
-export function standby(persister: Persister, task: (signal: AbortSignal) => unknown, options: StandbyOptions): Singleton {
+export function standby(persister: Persister | Redis | Cluster, task: (signal: AbortSignal) => unknown, options: StandbyOptions): Singleton {
   if (typeof task !== 'function') throw new TypeError(expected('task', 'a function', task));
   if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object with a `name`', options));
-  const { name, ...singletonOptions } = options;
-  const singleton = new Singleton(name, persister, singletonOptions);
+  const { name, ttlSeconds: _t, pollingIntervalSeconds: _p, ...rest } = options;
+  const singletonOptions: SingletonOptions = {
+    ...rest,
+    ttlMs: secondsAlias(options, 'ttlSeconds', 'ttlMs'),
+    retryIntervalMs: secondsAlias(options, 'pollingIntervalSeconds', 'retryIntervalMs'),
+  };
+  for (const key of ['ttlMs', 'retryIntervalMs'] as const) if (singletonOptions[key] === undefined) delete singletonOptions[key];
+  const lockName = typeof name === 'function' ? name() : name;
+  const store = isRedisClient(persister) ? new RedisPersister(persister as Redis | Cluster) : (persister as Persister);
+  const singleton = new Singleton(lockName, store, singletonOptions);
   void standByLoop(singleton, task);
   return singleton;
 }

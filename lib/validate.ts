@@ -72,3 +72,10 @@ export function checkWaitLimits(options: WaitLimits): WaitLimits {
   if (timeoutMs !== undefined) checkInteger('timeoutMs', timeoutMs, 0);
   return { signal, timeoutMs };
 }
+
+/** Throws a `TypeError` naming the first key of `options` that is not in `known`, and listing the allowed ones. */
+export function checkKnownOptions(options: object, known: ReadonlySet<string>): void {
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) throw new TypeError(`Unknown option \`${key}\`; allowed options are: ${[...known].join(', ')}`);
+  }
+}

@@ -1,6 +1,10 @@
 // Writes dist/esm/index.mjs: an ES module that re-exports the CommonJS build's
 // named exports, so `import { Singleton } from 'singleton-process'` and
 // `require('singleton-process')` share one copy of the code (no dual-package hazard).
+// Beside it, dist/esm/index.d.mts types that ES module with ESM declarations (an ESM
+// entry typed by the CJS `.d.ts` "masquerades as CJS" under moduleResolution node16 /
+// nodenext): it re-exports the CJS declarations, so both entries share one set of types,
+// as they share one copy of the code.
 import { createRequire } from 'node:module';
 import { mkdirSync, writeFileSync } from 'node:fs';
 
@@ -14,4 +18,8 @@ const body = [
   '',
 ].join('\n');
 writeFileSync(new URL('../dist/esm/index.mjs', import.meta.url), body);
-console.log(`dist/esm/index.mjs: ${names.length} named exports`);
+writeFileSync(
+  new URL('../dist/esm/index.d.mts', import.meta.url),
+  "// The types of index.mjs: the CommonJS build's declarations, re-exported as an ES module.\nexport * from '../cjs/index.js';\n",
+);
+console.log(`dist/esm/index.mjs: ${names.length} named exports (typed by dist/esm/index.d.mts)`);

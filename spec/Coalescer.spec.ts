@@ -259,7 +259,7 @@ describe.each([
     expect(b.lines.filter((l) => l.level !== 'debug')).toEqual([]);
   });
 
-  it("fans an error out with its name, message and code; the runner's callers get the same rebuilt error", async () => {
+  it("fans an error out with its name, message, code, JSON-safe own properties and stack; the runner's callers get the same rebuilt error", async () => {
     const a = world.member();
     const b = world.member();
     const acquiresB = recordAcquires(b.persister);
@@ -267,7 +267,7 @@ describe.each([
     const gate = deferred();
     const failing = async () => {
       await gate.promise;
-      throw Object.assign(new Error('quota exceeded'), { name: 'QuotaError', code: 'E_QUOTA', detail: 'not sent' });
+      throw Object.assign(new Error('quota exceeded'), { name: 'QuotaError', code: 'E_QUOTA', detail: { limit: 3 }, big: 1n });
     };
     const settle = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => e);
     const fromA = Promise.all([settle(a.coalescer.run(key, failing)), settle(a.coalescer.run(key, failing))]);
@@ -278,22 +278,24 @@ describe.each([
     const errors = [...(await fromA), await fromB];
     for (const e of errors) {
       expect(e).toBeInstanceOf(CoalescedError);
-      expect(e).toMatchObject({ name: 'QuotaError', message: 'quota exceeded', code: 'E_QUOTA', key });
-      expect(e).not.toHaveProperty('detail');
+      expect(e).toMatchObject({ name: 'QuotaError', message: 'quota exceeded', code: 'E_QUOTA', key, detail: { limit: 3 } });
+      expect(e).not.toHaveProperty('big'); // not JSON-safe: left out, the rest still travels
+      expect((e as Error).stack).toContain('quota exceeded');
+      expect((e as Error).stack).toContain('Coalescer.spec');
     }
     expect(errors[0]).not.toBe(errors[1]);
-    // The error is the outcome, stored like a value: a caller right after gets it too.
-    await expect(b.coalescer.run(key, async () => 'again')).rejects.toMatchObject({ name: 'QuotaError', code: 'E_QUOTA' });
+    // A caller arriving after the failed run completed starts a fresh run.
+    expect(await b.coalescer.run(key, async () => 'again')).toBe('again');
   });
 
-  it('gives a caller arriving just after completion the stored outcome instead of a second run', async () => {
+  it('gives a caller arriving after completion a fresh run, never the stale outcome of a run it did not join', async () => {
     const a = world.member();
     const b = world.member();
     const key = uniqueKey('after');
     expect(await a.coalescer.run(key, async () => ({ n: 1 }))).toEqual({ n: 1 });
     const fnB = jest.fn(async () => ({ n: 2 }));
-    expect(await b.coalescer.run(key, fnB)).toEqual({ n: 1 });
-    expect(fnB).not.toHaveBeenCalled();
+    expect(await b.coalescer.run(key, fnB)).toEqual({ n: 2 });
+    expect(fnB).toHaveBeenCalledTimes(1);
   });
 
   it('a waiter that takes the lease right after the runner released it finds the outcome and does not run', async () => {
@@ -321,15 +323,16 @@ describe.each([
     await quiet.outcomes.close?.();
   });
 
-  it('runs again once the outcome has expired (resultTtlMs)', async () => {
+  it('keeps the outcome for resultTtlMs (for late readers of the run), then removes it; each new caller runs afresh', async () => {
     const { coalescer } = world.member({ resultTtlMs: 300, retryIntervalMs: 50 });
     const key = uniqueKey('expire');
     let runs = 0;
     const fn = async () => ++runs;
     expect(await coalescer.run(key, fn)).toBe(1);
-    expect(await coalescer.run(key, fn)).toBe(1);
-    await waitUntil(async () => (await world.inspector.get(key)) === null, 5_000, 'the outcome expires');
+    expect(await world.inspector.get(key)).not.toBeNull();
     expect(await coalescer.run(key, fn)).toBe(2);
+    await waitUntil(async () => (await world.inspector.get(key)) === null, 5_000, 'the outcome expires');
+    expect(await coalescer.run(key, fn)).toBe(3);
   });
 
   it('delivers JSON to every caller, local ones included: Date → string, undefined stays undefined', async () => {
@@ -453,6 +456,44 @@ describe.each([
     expect(await a.persister.inspect(key)).toBeNull(); // and its lease is released
   });
 
+  it('close() returns within a bound even when fn ignores its signal, and lets the lease go', async () => {
+    const a = world.member();
+    const key = uniqueKey('close-hung');
+    const running = a.coalescer.run(key, () => new Promise(() => undefined)); // never settles, ignores the signal
+    running.catch(() => undefined);
+    await waitUntil(async () => (await a.persister.inspect(key)) !== null, 5_000, 'a holds the lease');
+    const started = Date.now();
+    await a.coalescer.close();
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await expect(running).rejects.toMatchObject({ code: 'SINGLETON_SHUTTING_DOWN' });
+    expect(await a.persister.inspect(key)).toBeNull();
+  });
+
+  it('maxRunMs cuts a hung run off: its callers, here and elsewhere, get SINGLETON_RUN_TIMEOUT, and the key is free again', async () => {
+    const a = world.member({ maxRunMs: 300 });
+    const b = world.member();
+    const acquiresB = recordAcquires(b.persister);
+    const key = uniqueKey('hung');
+    let told: unknown;
+    const settle = (p: Promise<unknown>) => p.then((v) => v, (e: unknown) => e);
+    const fromA = settle(
+      a.coalescer.run(key, (signal) => {
+        signal.addEventListener('abort', () => (told = signal.reason));
+        return new Promise(() => undefined); // hangs, ignoring its signal
+      }),
+    );
+    await waitUntil(async () => (await b.persister.inspect(key)) !== null, 5_000, 'a holds the lease');
+    const fromB = settle(b.coalescer.run(key, async () => 'b ran'));
+    await waitUntil(() => acquiresB.some((r) => !r.acquired), 5_000, 'b joins the run');
+    expect(await fromA).toMatchObject({ code: 'SINGLETON_RUN_TIMEOUT' });
+    expect(await fromB).toMatchObject({ code: 'SINGLETON_RUN_TIMEOUT' });
+    expect(told).toMatchObject({ code: 'SINGLETON_RUN_TIMEOUT' });
+    expect(await a.persister.inspect(key)).toBeNull();
+    expect(await b.coalescer.run(key, async () => 'fresh')).toBe('fresh');
+    expect(a.coalescer.maxRunMs).toBe(300);
+    expect(b.coalescer.maxRunMs).toBe(b.coalescer.ttlMs * 10);
+  });
+
   it('reports a store that is down as a PersisterError, and does not run fn', async () => {
     if (!world.downPersister) return; // memory cannot be down
     const { coalescer } = world.member({}, await world.downPersister());
@@ -571,7 +612,7 @@ describe('Coalescer construction', () => {
       inspect: (n) => inner.inspect(n),
     };
     expect(() => new Coalescer(other)).toThrow(TypeError);
-    expect(() => new Coalescer(other)).toThrow(/RedisPersister, FilePersister and MemoryPersister.*outcomes/);
+    expect(() => new Coalescer(other)).toThrow(/RedisPersister, PostgresPersister, MongoPersister, FilePersister and MemoryPersister.*outcomes/);
     const c = new Coalescer(other, { outcomes: memoryOutcomeStoreFor(inner) });
     expect(await c.run('k', async () => 1)).toBe(1);
     await c.close();

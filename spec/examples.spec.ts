@@ -219,4 +219,17 @@ describe.each(STORES)('examples on the $label', ({ args, persister }) => {
     expect(example.stdout).toMatch(/REFUSED A's write "balance = 150"/);
     expect(example.stdout).toContain('final value: "balance = 80"');
   }, 60_000);
+
+  test('metrics.ts: the diagnostics channel becomes Prometheus counters and a store-latency histogram', async () => {
+    const name = uniqueName('example-metrics');
+    const example = run('metrics.ts', '--name', name, ...args());
+    expect(await example.ended()).toEqual({ code: 0, signal: null });
+    const sample = (metric: string) => Number(new RegExp(`^${metric} (\\S+)$`, 'm').exec(example.stdout)?.[1]);
+    expect(sample(`singleton_events_total\\{lock="${name}",event="locked",reason=""\\}`)).toBe(3);
+    expect(sample(`singleton_events_total\\{lock="${name}",event="conflict",reason=""\\}`)).toBe(3);
+    expect(sample(`singleton_events_total\\{lock="${name}",event="released",reason=""\\}`)).toBe(3);
+    expect(sample('singleton_store_seconds_count\\{event="locked"\\}')).toBe(3);
+    expect(sample('singleton_store_seconds_count\\{event="released"\\}')).toBe(3);
+    expect(sample('singleton_store_seconds_count\\{event="renewed"\\}')).toBeGreaterThan(0);
+  }, 60_000);
 });

@@ -32,7 +32,7 @@ describe('the published package', () => {
       node([
         '-e',
         `const m = require('${pkg.name}');
-         const drivers = Object.keys(require.cache).filter((k) => /node_modules[\\\\/](ioredis|mongodb)[\\\\/]/.test(k));
+         const drivers = Object.keys(require.cache).filter((k) => /node_modules[\\\\/](ioredis|mongodb|pg|pg-pool)[\\\\/]/.test(k));
          console.log(JSON.stringify({ names: Object.keys(m).sort(), drivers }));`,
       ]),
     ) as { names: string[]; drivers: string[] };
@@ -41,7 +41,7 @@ describe('the published package', () => {
     ) as string[];
     expect(cjs.drivers).toEqual([]);
     expect(esm).toEqual(cjs.names.filter((n) => n !== 'default'));
-    for (const name of ['Singleton', 'standby', 'Coalescer', 'RedisPersister', 'MongoPersister', 'FilePersister', 'MemoryPersister', 'persisterFromUrl', 'fromCallbackPersister', 'SingletonError', 'PersisterError', 'LockLostError']) {
+    for (const name of ['Singleton', 'standby', 'Coalescer', 'RedisPersister', 'MongoPersister', 'PostgresPersister', 'FilePersister', 'MemoryPersister', 'persisterFromUrl', 'fromCallbackPersister', 'SingletonError', 'PersisterError', 'LockLostError']) {
       expect(esm).toContain(name);
     }
     expect(esm).not.toContain('default');
@@ -50,6 +50,7 @@ describe('the published package', () => {
   it('declares the drivers as optional peers and Node ≥ 20', () => {
     expect(pkg.peerDependenciesMeta.ioredis.optional).toBe(true);
     expect(pkg.peerDependenciesMeta.mongodb.optional).toBe(true);
+    expect(pkg.peerDependenciesMeta.pg.optional).toBe(true);
     expect(pkg.engines.node).toBe('>=20');
   });
 

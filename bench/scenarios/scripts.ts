@@ -1,5 +1,5 @@
 /**
- * 6. Server cost of each Redis script: how much redis-server time one call of
+ * 8. Server cost of each Redis script: how much redis-server time one call of
  * each of our scripts takes, by `INFO commandstats` (reset before each
  * operation; `usec_per_call` of `EVALSHA`, and the calls made inside the script
  * per operation), beside the raw floor's two commands. This is the time Redis
@@ -79,7 +79,7 @@ async function measure(admin: Redis, label: string, ops: number, run: () => Prom
 
 const scenario: Scenario = {
   id: 'scripts',
-  title: '6. server cost per script (INFO commandstats)',
+  title: '8. server cost per script (INFO commandstats)',
   async run(ctx: BenchContext): Promise<Row[]> {
     const ops = ctx.quick ? 1_000 : 4_000;
     const { RedisPersister } = library();
@@ -161,7 +161,7 @@ const scenario: Scenario = {
       await server.stop();
     }
     return results.map((r) => ({
-      scenario: '6 server cost',
+      scenario: '8 server cost',
       contender: r.label.startsWith('raw') ? 'raw floor' : 'ours: RedisPersister',
       metric: `${r.label}: redis µs per op (calls inside)`,
       value: `${r.usecPerOp.toFixed(2)} (${r.callsPerOp})`,

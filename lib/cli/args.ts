@@ -36,6 +36,8 @@ export interface RunArgs {
   waitTimeoutMs: number | undefined;
   /** Lease length, ms (`--ttl`); `undefined` keeps the library default (15000). */
   ttlMs: number | undefined;
+  /** Where the lease is renewed (`--keep-alive loop|thread`); `undefined` keeps the library default ('loop'). */
+  keepAlive?: 'loop' | 'thread';
   /** Exit code on conflict or wait timeout (`--conflict-exit-code`). @default 75 */
   conflictExitCode: number;
   /** Grace between SIGTERM and SIGKILL when the lock is lost (`--kill-after`). @default 10000 */
@@ -57,8 +59,28 @@ export interface StatusArgs {
   json: boolean;
 }
 
-/** A parsed command line: one of the two commands, or a request for help or the version. */
-export type CliArgs = RunArgs | StatusArgs | { kind: 'help' } | { kind: 'version' };
+/** What `singleton-run list` was asked to do. */
+export interface ListArgs {
+  kind: 'list';
+  /** The store URL, as for {@link RunArgs.store}. */
+  store: string | undefined;
+  /** Only lock names starting with this (`--prefix`); '' lists every lock. */
+  prefix: string;
+  /** Print one JSON array instead of a table. */
+  json: boolean;
+}
+
+/** What `singleton-run release --force` was asked to do. */
+export interface ForceReleaseArgs {
+  kind: 'release';
+  /** The lock name. */
+  name: string;
+  /** The store URL, as for {@link RunArgs.store}. */
+  store: string | undefined;
+}
+
+/** A parsed command line: one of the commands, or a request for help or the version. */
+export type CliArgs = RunArgs | StatusArgs | ListArgs | ForceReleaseArgs | { kind: 'help' } | { kind: 'version' };
 
 /** Default of `--conflict-exit-code`. */
 export const DEFAULT_CONFLICT_EXIT_CODE = ExitCode.CONFLICT;
@@ -68,27 +90,34 @@ export const DEFAULT_KILL_AFTER_MS = 10_000;
 /** Longest duration a Node timer can wait (about 24.8 days); longer ones would fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const STORE_EXAMPLES = 'redis://host:6379, rediss://, mongodb://host/db, mongodb+srv://, or file:///dir';
+const STORE_EXAMPLES = 'redis://host:6379, rediss://, mongodb://host/db, mongodb+srv://, postgres://host/db, postgresql://, or file:///dir';
 
 /** The text of `singleton-run --help`. */
 export const HELP = `Usage:
   ${PROGRAM} --name NAME [options] [--] COMMAND [ARGS...]
   ${PROGRAM} status --name NAME [--store URL] [--json]
+  ${PROGRAM} list [--store URL] [--prefix P] [--json]
+  ${PROGRAM} release --force --name NAME [--store URL]
 
 Runs COMMAND only while holding the cluster-wide lock NAME, so that one
 instance runs at a time across every process and host sharing the store.
-COMMAND is run without a shell, in its own process group, with
-SINGLETON_NAME and SINGLETON_FENCING_TOKEN in its environment.
+COMMAND is run without a shell, in its own process group (from a terminal:
+in singleton-run's, so it keeps the terminal), with SINGLETON_NAME and
+SINGLETON_FENCING_TOKEN in its environment; it is ended within a second if
+singleton-run dies, even by SIGKILL.
 
 Options:
   --name NAME                 lock name (required)
-  --store URL                 redis://, rediss://, mongodb://, mongodb+srv:// or file:
-                              URL; default $SINGLETON_STORE, else a file store in
+  --store URL                 redis://, rediss://, mongodb://, mongodb+srv://,
+                              postgres://, postgresql:// or file: URL;
+                              default $SINGLETON_STORE, else a file store in
                               the OS temp directory (one host, no server)
   --wait                      wait for the lock instead of exiting on conflict
   --wait-timeout MS           give up waiting after MS ms (implies --wait)
   --ttl MS                    lease length in ms (default 15000); a crashed
                               holder's lock frees up after at most this long
+  --keep-alive loop|thread    renew the lease from the event loop (default) or
+                              from a worker thread on its own store connection
   --conflict-exit-code N      exit code when the lock is held elsewhere or the
                               wait timed out (default 75)
   --kill-after MS             when the lock is lost, SIGKILL the command this
@@ -98,6 +127,15 @@ Options:
 
 status prints who holds NAME (owner, host, pid, fencing token, acquired,
 expires in) or that it is free; --json prints one JSON object.
+
+list prints every lock held in the store, one line each (name, owner, host,
+pid, fencing token, acquired, expires in); --prefix P keeps the names that
+start with P; --json prints one JSON array.
+
+release --force frees NAME whoever holds it: the operator's last resort for a
+wedged holder. It prints (stdout) and logs (stderr, JSON) one audit line naming
+the holder it evicted. That holder learns at its next renewal (lost,
+taken-over); the next holder's fencing token is still higher.
 
 Exit codes:
   the command's own code    the command ran (128+n if it died of signal n)
@@ -121,10 +159,25 @@ const RUN_OPTIONS = {
   wait: { type: 'boolean' },
   'wait-timeout': { type: 'string' },
   ttl: { type: 'string' },
+  'keep-alive': { type: 'string' },
   'conflict-exit-code': { type: 'string' },
   'kill-after': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
+} as const satisfies Record<string, OptionSpec>;
+
+const LIST_OPTIONS = {
+  store: { type: 'string' },
+  prefix: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies Record<string, OptionSpec>;
+
+const RELEASE_OPTIONS = {
+  name: { type: 'string' },
+  store: { type: 'string' },
+  force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
 } as const satisfies Record<string, OptionSpec>;
 
 const STATUS_OPTIONS = {
@@ -144,6 +197,8 @@ const STATUS_OPTIONS = {
  */
 export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): CliArgs {
   if (argv[0] === 'status') return parseStatus(argv.slice(1), env);
+  if (argv[0] === 'list') return parseList(argv.slice(1), env);
+  if (argv[0] === 'release') return parseForceRelease(argv.slice(1), env);
   const { head, command } = splitCommand(argv, RUN_OPTIONS);
   if (wantsHelp(head)) return { kind: 'help' };
   const values = parseOptions(head, RUN_OPTIONS);
@@ -159,6 +214,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = proce
     wait: values.wait === true || waitTimeoutMs !== undefined,
     waitTimeoutMs,
     ttlMs: numberFlag('ttl', values.ttl, MIN_TTL_MS, MAX_TTL_MS),
+    ...keepAliveFlag(values['keep-alive']),
     conflictExitCode: numberFlag('conflict-exit-code', values['conflict-exit-code'], 0, 255) ?? DEFAULT_CONFLICT_EXIT_CODE,
     killAfterMs: numberFlag('kill-after', values['kill-after'], 0, MAX_TIMER_MS) ?? DEFAULT_KILL_AFTER_MS,
     command: command[0],
@@ -170,6 +226,21 @@ function parseStatus(argv: readonly string[], env: NodeJS.ProcessEnv): StatusArg
   if (wantsHelp(argv)) return { kind: 'help' };
   const values = parseOptions(argv, STATUS_OPTIONS);
   return { kind: 'status', name: checkNameFlag(values.name), store: storeUrl(values.store, env), json: values.json === true };
+}
+
+function parseList(argv: readonly string[], env: NodeJS.ProcessEnv): ListArgs | { kind: 'help' } {
+  if (wantsHelp(argv)) return { kind: 'help' };
+  const values = parseOptions(argv, LIST_OPTIONS);
+  return { kind: 'list', store: storeUrl(values.store, env), prefix: values.prefix ?? '', json: values.json === true };
+}
+
+function parseForceRelease(argv: readonly string[], env: NodeJS.ProcessEnv): ForceReleaseArgs | { kind: 'help' } {
+  if (wantsHelp(argv)) return { kind: 'help' };
+  const values = parseOptions(argv, RELEASE_OPTIONS);
+  if (values.force !== true) {
+    throw new UsageError('release frees a lock whoever holds it: add --force to confirm (a holder releases its own lock by exiting)');
+  }
+  return { kind: 'release', name: checkNameFlag(values.name), store: storeUrl(values.store, env) };
 }
 
 /**
@@ -249,6 +320,13 @@ function numberFlag(flag: string, value: string | undefined, min: number, max = 
     throw new UsageError(`invalid --${flag} ${JSON.stringify(value)}: expected ${range}`);
   }
   return n;
+}
+
+/** `--keep-alive loop|thread`, as a `RunArgs` field (absent when not given). */
+function keepAliveFlag(value: string | undefined): { keepAlive?: 'loop' | 'thread' } {
+  if (value === undefined) return {};
+  if (value !== 'loop' && value !== 'thread') throw new UsageError(`invalid --keep-alive ${JSON.stringify(value)}: expected loop or thread`);
+  return { keepAlive: value };
 }
 
 /** `--store`, else `$SINGLETON_STORE`, else `undefined` (the file store); checks the scheme. */

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
  * The `singleton-run` executable: parses the command line, runs the command
- * or `status`, and exits with the code they resolve (see `exitCodes.ts`).
+ * (or `status`, `list`, `release --force`), and exits with the code they resolve (see `exitCodes.ts`).
  */
 import { HELP, parseCli, PROGRAM, readVersion, UsageError } from './args';
 import { ExitCode } from './exitCodes';
+import { forceRelease } from './forceRelease';
+import { listLocks } from './list';
 import { oneLine, runCommand, say } from './runCommand';
 import { status } from './status';
 
@@ -28,6 +30,10 @@ async function cli(argv: readonly string[]): Promise<number> {
         return ExitCode.OK;
       case 'status':
         return await status(parsed);
+      case 'list':
+        return await listLocks(parsed);
+      case 'release':
+        return await forceRelease(parsed);
       case 'run':
         return await runCommand(parsed);
     }

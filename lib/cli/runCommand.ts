@@ -1,14 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import pino from 'pino';
-import type { LostEvent } from '../events';
+import { LockLostError } from '../errors';
+import { type Lease, trackWork } from '../Lease';
 import type { Logger } from '../logger';
 import { FilePersister } from '../persisters/FilePersister';
 import { persisterFromUrl } from '../persisters/fromUrl';
 import type { Persister } from '../persisters/Persister';
 import { describeHolder, Singleton } from '../Singleton';
 import { PROGRAM, redactSecret, type RunArgs, UsageError } from './args';
+import { commandEnv } from './commandEnv';
 import { ExitCode, FORWARDED_SIGNALS, signalExitCode } from './exitCodes';
+import { type CommandOutcome, SupervisedCommand } from './supervised';
+import { commandMode, inTerminalForeground } from './terminal';
 
 /** Longest wait for the release after the command exited; the lease expires on its own anyway. */
 const RELEASE_TIMEOUT_MS = 5_000;
@@ -16,8 +18,6 @@ const RELEASE_TIMEOUT_MS = 5_000;
 const CLOSE_TIMEOUT_MS = 2_000;
 /** Store errors while waiting or running are retried by the library; print at most one line per this long. */
 const STORE_WARNING_INTERVAL_MS = 30_000;
-/** After SIGKILL, how long to wait for the process group to disappear before giving up on it. */
-const SIGKILL_GRACE_MS = 2_000;
 
 /** Prints one `singleton-run: …` line on stderr. */
 export function say(line: string): void {
@@ -77,13 +77,19 @@ export function cliLogger(): Logger {
 
 /**
  * `singleton-run --name NAME … -- COMMAND ARGS`: takes the lock (or waits for
- * it), runs COMMAND in its own process group while the lock is held, and
- * resolves the exit code (see {@link ExitCode}): the command's own code, or
- * 128 + signal number, or one of 69, 70, 75 (or `--conflict-exit-code`), 126, 127.
+ * it), runs COMMAND under a supervisor (`supervisor.ts`) while the lock is
+ * held, and resolves the exit code (see {@link ExitCode}): the command's own
+ * code, or 128 + signal number, or one of 69, 70, 75 (or `--conflict-exit-code`), 126, 127.
+ *
+ * The command runs in its own process group, or, when singleton-run was started
+ * from a terminal, in singleton-run's group so that it keeps the terminal (see
+ * `terminal.ts`). If singleton-run dies, even by SIGKILL, the supervisor ends
+ * the command within a second.
  *
  * It handles SIGINT, SIGTERM and SIGHUP itself while it runs: before the command
  * started they end the wait at once (a second one exits immediately); while it
- * runs they are forwarded to its process group.
+ * runs they are forwarded to the command's processes (except a SIGINT from the
+ * terminal, which the command got already).
  */
 export async function runCommand(args: RunArgs): Promise<number> {
   return new LockedRun(args).run();
@@ -100,10 +106,8 @@ class LockedRun {
   private readonly signalListeners = new Map<NodeJS.Signals, () => void>();
   private persister: Persister | undefined;
   private singleton: Singleton | undefined;
-  private child: ChildProcess | undefined;
-  private lost: LostEvent | undefined;
-  private killTimer: NodeJS.Timeout | undefined;
-  private killDeadline = Infinity;
+  private command: SupervisedCommand | undefined;
+  private lost: LockLostError | undefined;
   private lastStoreWarning = -Infinity;
 
   constructor(private readonly args: RunArgs) {}
@@ -136,13 +140,13 @@ class LockedRun {
 
     const singleton = new Singleton(name, this.persister, {
       ...(this.args.ttlMs === undefined ? {} : { ttlMs: this.args.ttlMs }),
+      ...(this.args.keepAlive === undefined ? {} : { keepAlive: this.args.keepAlive }), // --keep-alive (issue 11)
       handleSignals: false,
       handleErrors: false,
       onLost: 'emit',
       logger: cliLogger(),
     });
     this.singleton = singleton;
-    singleton.on('lost', (e) => this.onLost(e));
     singleton.on('error', (e) => this.onStoreError(e));
 
     let held: boolean;
@@ -174,52 +178,55 @@ class LockedRun {
     }
     // The race guard: a signal that arrived while the lock was being taken wins; no command starts.
     if (this.shutdownSignal) return signalExitCode(this.shutdownSignal);
-    if (this.lost) {
-      say(`lost lock "${name}" before ${this.args.command} started (${this.lost.reason}); not running it`);
+    // The command runs under the lease, like any work: its signal stops the command.
+    const lease = singleton.lease;
+    if (!lease || lease.signal.aborted) {
+      const reason = lease?.signal.reason instanceof LockLostError ? lease.signal.reason.reason : 'expired';
+      say(`lost lock "${name}" before ${this.args.command} started (${reason}); not running it`);
       return ExitCode.LOST;
     }
-    return this.spawnCommand(singleton.fencingToken);
+    lease.signal.addEventListener('abort', () => this.onLeaseEnded(lease.signal.reason), { once: true });
+    return this.spawnCommand(commandEnv(process.env, name, lease.fencingToken, this.persister.capabilities), lease);
   }
 
-  private spawnCommand(fencingToken: bigint | number | undefined): Promise<number> {
-    const { name, command, args } = this.args;
-    const env = { ...process.env, SINGLETON_NAME: name, SINGLETON_FENCING_TOKEN: String(fencingToken) };
-    let child: ChildProcess;
+  private async spawnCommand(env: NodeJS.ProcessEnv, lease: Lease): Promise<number> {
+    let command: SupervisedCommand;
     try {
-      // detached: the command leads its own process group, so a signal reaches its whole tree.
-      child = spawn(command, args, { detached: true, stdio: 'inherit', env });
+      command = new SupervisedCommand(commandMode(), this.args.command, this.args.args, env, this.args.killAfterMs);
     } catch (err) {
-      return Promise.resolve(spawnFailure(command, err));
+      say(`cannot start the supervisor of ${this.args.command}: ${oneLine(err)}`);
+      return ExitCode.SOFTWARE;
     }
-    this.child = child;
+    this.command = command;
     this.phase = 'running';
-    return new Promise<number>((resolve) => {
-      child.once('error', (err) => {
-        if (child.pid === undefined) {
-          this.phase = 'finishing';
-          resolve(spawnFailure(command, err));
-        } else say(`${command} (pid ${child.pid}): ${oneLine(err)}`);
-      });
-      child.once('exit', (code, signal) => {
-        this.phase = 'finishing';
-        resolve(this.afterExit(code, signal));
-      });
-    });
+    trackWork(lease, command.ended);
+    const outcome = await command.ended;
+    this.phase = 'finishing';
+    return this.exitCodeOf(outcome);
   }
 
-  private async afterExit(code: number | null, signal: NodeJS.Signals | null): Promise<number> {
-    if (this.lost) {
-      await this.reapGroup();
-      return ExitCode.LOST;
+  private exitCodeOf(outcome: CommandOutcome): number {
+    const { command } = this.args;
+    switch (outcome.kind) {
+      case 'spawn-error':
+        return spawnFailure(command, outcome.code, outcome.message);
+      case 'supervisor-died':
+        say(`the supervisor of ${command} ended unexpectedly (${outcome.signal ?? `exit code ${outcome.code}`}); ${command} was killed`);
+        return ExitCode.SOFTWARE;
+      case 'exit':
+        // After a loss the supervisor reports only once every process of the command is gone.
+        if (this.lost) return ExitCode.LOST;
+        if (outcome.code !== null) return outcome.code;
+        return outcome.signal ? signalExitCode(outcome.signal) : ExitCode.SOFTWARE;
     }
-    if (code !== null) return code;
-    return signal ? signalExitCode(signal) : ExitCode.SOFTWARE;
   }
 
   private onSignal(signal: NodeJS.Signals): void {
     switch (this.phase) {
       case 'running':
-        this.signalGroup(signal);
+        // Ctrl-C reached the whole foreground group, the command included: do not send it twice.
+        if (signal === 'SIGINT' && this.command?.mode === 'terminal' && inTerminalForeground()) return;
+        this.command?.signal(signal);
         return;
       case 'finishing':
         // The command has exited; the release is bounded in time.
@@ -234,18 +241,20 @@ class LockedRun {
     }
   }
 
-  private onLost(e: LostEvent): void {
+  /** The lease ended while the command ran (lost): stop the command. Our own release comes only after it exited. */
+  private onLeaseEnded(reason: unknown): void {
+    if (!(reason instanceof LockLostError) || reason.reason === 'released' || reason.reason === 'shutdown') return;
     if (this.phase === 'finishing' || this.lost) return;
+    const e = reason;
     this.lost = e;
-    const child = this.child;
-    if (this.phase !== 'running' || !child) return;
+    const command = this.command;
+    if (this.phase !== 'running' || !command) return;
     const by = e.holder ? `, now held by ${describeHolder(e.holder)}` : '';
+    const pid = command.commandPid === undefined ? '' : ` (pid ${command.commandPid})`;
     say(
-      `lost lock "${this.args.name}" (${e.reason}${by}); stopping ${this.args.command} (pid ${child.pid}) with SIGTERM, SIGKILL after ${this.args.killAfterMs} ms`,
+      `lost lock "${this.args.name}" (${e.reason}${by}); stopping ${this.args.command}${pid} with SIGTERM, SIGKILL after ${this.args.killAfterMs} ms`,
     );
-    this.signalGroup('SIGTERM');
-    this.killDeadline = Date.now() + this.args.killAfterMs;
-    this.killTimer = setTimeout(() => this.signalGroup('SIGKILL'), this.args.killAfterMs);
+    command.stop(this.args.killAfterMs);
   }
 
   private onStoreError(error: Error): void {
@@ -256,38 +265,7 @@ class LockedRun {
     say(redactSecret(`store error, retrying: ${oneLine(error)}`, this.args.store));
   }
 
-  /** Sends `signal` to the command's whole process group; a group that is gone is fine. */
-  private signalGroup(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined) return;
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      // ESRCH: the group is gone already.
-    }
-  }
-
-  /**
-   * After a loss, the command has exited but its group may not have (a shell's
-   * background jobs): wait for it, SIGKILL it at the `--kill-after` deadline.
-   */
-  private async reapGroup(): Promise<void> {
-    const pgid = this.child?.pid;
-    if (pgid !== undefined) {
-      let giveUpAt = Infinity;
-      while (groupAlive(pgid) && Date.now() < giveUpAt) {
-        if (giveUpAt === Infinity && Date.now() >= this.killDeadline) {
-          this.signalGroup('SIGKILL');
-          giveUpAt = Date.now() + SIGKILL_GRACE_MS;
-        }
-        await sleep(25);
-      }
-    }
-    clearTimeout(this.killTimer);
-  }
-
   private async cleanup(): Promise<void> {
-    clearTimeout(this.killTimer);
     this.waitAbort.abort();
     if (this.singleton) {
       try {
@@ -300,56 +278,13 @@ class LockedRun {
   }
 }
 
-function spawnFailure(command: string, err: unknown): number {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+function spawnFailure(command: string, code: string | undefined, message: string): number {
   if (code === 'ENOENT' || code === 'ENOTDIR') {
     say(`${command}: command not found`);
     return ExitCode.NOT_FOUND;
   }
-  say(`${command}: cannot execute: ${oneLine(err)}`);
+  say(`${command}: cannot execute: ${oneLine(message)}`);
   return ExitCode.CANNOT_EXECUTE;
-}
-
-/**
- * Whether process group `pgid` still has a live member. A zombie is not live:
- * where nothing reaps orphans (a container without an init), the group would
- * otherwise look alive for ever. Zombies are recognised through /proc on Linux.
- */
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  if (process.platform !== 'linux') return true;
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return true;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = procStat(Number(entry));
-    if (stat && stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X') return true;
-  }
-  return false;
-}
-
-/** State and process group of `pid` from /proc/<pid>/stat, or undefined. */
-function procStat(pid: number): { state: string; pgrp: number } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid pgrp …" — comm may contain spaces and parentheses.
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0], pgrp: Number(fields[2]) };
-  } catch {
-    return undefined;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** `promise`, or a rejection after `ms`; the timer never keeps the process alive. */

@@ -1,7 +1,7 @@
-import type { LockInfo, Persister } from '../persisters/Persister';
-import { redactSecret, type StatusArgs, UsageError } from './args';
+import type { LockInfo } from '../persisters/Persister';
+import type { StatusArgs } from './args';
 import { ExitCode } from './exitCodes';
-import { closeStore, describeStore, oneLine, openStore, say } from './runCommand';
+import { withStore } from './withStore';
 
 /** The object `singleton-run status --json` prints, on one line. */
 export type StatusJson =
@@ -51,7 +51,8 @@ export function statusText(name: string, holder: LockInfo | null, now = Date.now
   return `"${name}" is held by ${holder.owner}\n${rows.map(([k, v]) => `  ${`${k}:`.padEnd(15)}${v}\n`).join('')}`;
 }
 
-function formatDuration(ms: number): string {
+/** A duration for people: `850 ms`, `42 s`, `17 min`, `3 h 5 min`. */
+export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${ms} ms`;
   const s = Math.floor(ms / 1_000);
   if (s < 120) return `${s} s`;
@@ -65,22 +66,9 @@ function formatDuration(ms: number): string {
  * the lock, or that it is free, and resolves 0; 69 when the store cannot be reached.
  */
 export async function status(args: StatusArgs): Promise<number> {
-  let persister: Persister;
-  try {
-    persister = await openStore(args.store);
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    say(redactSecret(`cannot use ${describeStore(args.store)}: ${oneLine(err)}`, args.store));
-    return ExitCode.UNAVAILABLE;
-  }
-  try {
+  return withStore(args.store, async (persister) => {
     const holder = await persister.inspect(args.name);
     process.stdout.write(args.json ? `${JSON.stringify(statusJson(args.name, holder))}\n` : statusText(args.name, holder));
     return ExitCode.OK;
-  } catch (err) {
-    say(redactSecret(`cannot reach ${describeStore(args.store)}: ${oneLine(err)}`, args.store));
-    return ExitCode.UNAVAILABLE;
-  } finally {
-    await closeStore(persister);
-  }
+  });
 }

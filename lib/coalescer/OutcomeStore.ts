@@ -2,17 +2,21 @@
  * Where a coalesced run leaves its outcome for `resultTtlMs`, and how waiters hear of it.
  *
  * The `Persister` interface stores leases only, so the `Coalescer` keeps outcomes through
- * this second, small interface, with one implementation per store it supports (Redis, the
- * file store, memory). Everything in it is keyed by the coalescing key, which is also the
+ * this second, small interface, with one implementation per store it supports (Redis,
+ * PostgreSQL, MongoDB, the file store, memory). Everything in it is keyed by the coalescing key, which is also the
  * lock name of the run's lease.
  */
 import { FilePersister } from '../persisters/FilePersister';
 import { MemoryPersister } from '../persisters/MemoryPersister';
+import { MongoPersister } from '../persisters/MongoPersister';
 import type { Persister } from '../persisters/Persister';
+import { PostgresPersister } from '../persisters/PostgresPersister';
 import { RedisPersister } from '../persisters/RedisPersister';
 import { FileOutcomeStore } from './FileOutcomeStore';
 import { memoryOutcomeStoreFor } from './MemoryOutcomeStore';
-import { RedisOutcomeStore, type OutcomeRedisClient } from './RedisOutcomeStore';
+import { MongoOutcomeStore } from './MongoOutcomeStore';
+import { PostgresOutcomeStore } from './PostgresOutcomeStore';
+import { RedisOutcomeStore } from './RedisOutcomeStore';
 
 /**
  * The outcome channel of one store. Implement it to coalesce over a store the library does
@@ -48,20 +52,22 @@ export interface OutcomeStore {
 }
 
 /** The stores the `Coalescer` builds an {@link OutcomeStore} for by itself. */
-export const SUPPORTED_PERSISTERS = 'RedisPersister, FilePersister and MemoryPersister';
+export const SUPPORTED_PERSISTERS = 'RedisPersister, PostgresPersister, MongoPersister, FilePersister and MemoryPersister';
 
 /**
  * The default outcome store of `persister`: beside its leases, with the same key prefix,
- * directory or memory. A TypeError for any other persister, naming the way out.
+ * table (`<table>_outcomes`), collection (`<collection>_outcomes`), directory or memory. A TypeError for any other persister, naming the way out.
  */
 export function outcomeStoreFor(persister: Persister): { store: OutcomeStore; owned: boolean } {
   if (persister instanceof RedisPersister) {
-    const store = new RedisOutcomeStore(redisClientOf(persister), {
+    const store = new RedisOutcomeStore(persister.redisClient, {
       keyPrefix: persister.keyPrefix,
       operationTimeoutMs: persister.operationTimeoutMs,
     });
     return { store, owned: true };
   }
+  if (persister instanceof PostgresPersister) return { store: new PostgresOutcomeStore(persister), owned: true };
+  if (persister instanceof MongoPersister) return { store: new MongoOutcomeStore(persister), owned: true };
   if (persister instanceof FilePersister) return { store: new FileOutcomeStore(persister.dir), owned: true };
   if (persister instanceof MemoryPersister) return { store: memoryOutcomeStoreFor(persister), owned: false };
   const name = (persister as object | null)?.constructor?.name ?? typeof persister;
@@ -71,7 +77,3 @@ export function outcomeStoreFor(persister: Persister): { store: OutcomeStore; ow
   );
 }
 
-/** The ioredis client a `RedisPersister` runs on. */
-function redisClientOf(persister: RedisPersister): OutcomeRedisClient {
-  return persister.redisClient as unknown as OutcomeRedisClient;
-}

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { PersisterError } from '../errors';
-import { RedisChannelSubscriber, type SubscriberConnection } from '../persisters/RedisChannelSubscriber';
+import { RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from '../persisters/RedisChannelSubscriber';
 import { withRedisTimeout } from '../persisters/redisTimeout';
 import { checkInteger, expected } from '../validate';
 import type { OutcomeStore } from './OutcomeStore';
@@ -10,10 +10,15 @@ type Arg = string | number;
 
 /** The slice of ioredis (`Redis` or `Cluster`) the outcome store uses. */
 export interface OutcomeRedisClient {
+  /** True on an ioredis `Cluster`. */
   readonly isCluster?: boolean;
+  /** `GET key`. */
   get(key: string): Promise<string | null>;
+  /** `EVALSHA sha1 numkeys key… arg…`. */
   evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
+  /** `EVAL source numkeys key… arg…`. */
   eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
+  /** A new connection with the same settings (for pub/sub). */
   duplicate(...overrides: unknown[]): SubscriberConnection;
 }
 
@@ -72,7 +77,7 @@ export class RedisOutcomeStore implements OutcomeStore {
    * @param client an ioredis `Redis` or `Cluster` (never closed by this store).
    * @param options see {@link RedisOutcomeStoreOptions}.
    */
-  constructor(client: Redis | Cluster | OutcomeRedisClient, options: RedisOutcomeStoreOptions = {}) {
+  constructor(client: Redis | Cluster, options: RedisOutcomeStoreOptions = {}) {
     const c = client as unknown as Record<string, unknown> | null;
     if (!c || typeof c !== 'object' || !['get', 'evalsha', 'eval', 'duplicate'].every((m) => typeof c[m] === 'function')) {
       throw new TypeError(expected('client', 'an ioredis Redis or Cluster client', client));
@@ -121,9 +126,9 @@ export class RedisOutcomeStore implements OutcomeStore {
     return `${this.keyPrefix}{${key}}:outcome`;
   }
 
-  /** A connection for pub/sub with the client's settings; it queues commands until connected. */
+  /** A connection for pub/sub with the client's settings (see SUBSCRIBER_CONNECTION_OPTIONS). */
   private duplicate(): SubscriberConnection {
-    const override = { enableOfflineQueue: true };
+    const override = { ...SUBSCRIBER_CONNECTION_OPTIONS };
     return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
 

@@ -18,7 +18,7 @@ export interface RunInfo {
   finishedAt: string;
 }
 
-/** An error as it travels: only these fields, never a stack. */
+/** An error as it travels. */
 export interface SerializedError {
   /** The original `name` (`'Error'` when it had none). */
   name: string;
@@ -26,7 +26,14 @@ export interface SerializedError {
   message: string;
   /** The original `code`, when it was a string or a finite number. */
   code?: string | number;
+  /** The original stack, when it had one. */
+  stack?: string;
+  /** Its other own enumerable properties that JSON can carry (others are left out). */
+  props?: Record<string, unknown>;
 }
+
+/** Properties a rebuilt error sets itself, never copied from `props`. */
+const RESERVED = new Set(['name', 'message', 'code', 'stack', 'key', 'cause']);
 
 /**
  * The stored and broadcast form of an outcome (`v` is the format version). A value of
@@ -37,9 +44,10 @@ export type OutcomeEnvelope =
   | { v: 1; run: RunInfo; ok: false; error: SerializedError };
 
 /**
- * The error every caller of a coalesced run receives when `fn` threw: a plain `Error`
- * carrying the original `name`, `message` and `code` (never its stack or other fields),
- * rebuilt the same way in the runner's process and in every waiting one.
+ * The error every caller of a coalesced run receives when `fn` threw: an `Error` carrying
+ * the original `name`, `message`, `code`, its other JSON-safe own properties and its stack
+ * (as the original process saw it), rebuilt the same way in the runner's process and in
+ * every waiting one.
  *
  * @example
  * ```ts
@@ -62,6 +70,12 @@ export class CoalescedError extends Error {
     Object.defineProperty(this, 'name', { value: error.name, writable: true, configurable: true, enumerable: false });
     this.code = error.code;
     this.key = key;
+    if (error.props) {
+      for (const [prop, value] of Object.entries(error.props)) if (!RESERVED.has(prop)) (this as Record<string, unknown>)[prop] = value;
+    }
+    if (typeof error.stack === 'string') {
+      Object.defineProperty(this, 'stack', { value: error.stack, writable: true, configurable: true, enumerable: false });
+    }
   }
 }
 
@@ -80,7 +94,7 @@ export function encodeValue(value: unknown, run: RunInfo): string {
   return text;
 }
 
-/** Encodes a failed run: `name`, `message` and `code` only. */
+/** Encodes a failed run: `name`, `message`, `code`, JSON-safe own properties and the stack. */
 export function encodeError(thrown: unknown, run: RunInfo): string {
   return JSON.stringify({ v: 1, run, ok: false, error: serializeError(thrown) });
 }
@@ -94,9 +108,29 @@ export function serializeError(thrown: unknown): SerializedError {
       message: typeof e.message === 'string' ? e.message : String(e.message),
     };
     if (typeof e.code === 'string' || (typeof e.code === 'number' && Number.isFinite(e.code))) out.code = e.code;
+    const stack = (thrown as { stack?: unknown }).stack;
+    if (typeof stack === 'string') out.stack = stack;
+    const props = jsonSafeProps(thrown as object);
+    if (props) out.props = props;
     return out;
   }
   return { name: 'Error', message: typeof thrown === 'string' ? thrown : safeString(thrown) };
+}
+
+/** The own enumerable properties of `source` that survive JSON, each checked on its own. */
+function jsonSafeProps(source: object): Record<string, unknown> | undefined {
+  let out: Record<string, unknown> | undefined;
+  for (const prop of Object.keys(source)) {
+    if (RESERVED.has(prop)) continue;
+    try {
+      const text = JSON.stringify((source as Record<string, unknown>)[prop]);
+      if (text === undefined) continue;
+      (out ??= {})[prop] = JSON.parse(text);
+    } catch {
+      // BigInt, circular…: left out rather than failing the whole outcome.
+    }
+  }
+  return out;
 }
 
 /** What {@link decodeOutcome} found: the value, or the error to throw. */
@@ -152,8 +186,10 @@ function safeString(value: unknown): string {
   }
 }
 
-type AnyFunction = (...args: never[]) => unknown;
-type JsonItem<T> = T extends undefined | symbol | AnyFunction ? null : Jsonified<T>;
+/** Any function: what the JSON round trip drops from objects and turns into `null` in arrays. */
+export type AnyFunction = (...args: never[]) => unknown;
+/** What an array slot becomes after the JSON round trip: `null` for `undefined`, symbols and functions. */
+export type JsonItem<T> = T extends undefined | symbol | AnyFunction ? null : Jsonified<T>;
 
 /**
  * The type a value has after the JSON round trip every coalesced result makes: `Date`
@@ -166,7 +202,10 @@ export type Jsonified<T> = 0 extends 1 & T
   ? any
   : unknown extends T
     ? unknown
-    : T extends { toJSON(...args: never[]): infer R }
+    : T extends {
+          /** The value's own JSON form (as `Date` has). */
+          toJSON(...args: never[]): infer R;
+        }
       ? Jsonified<R>
       : T extends string | number | boolean | null | undefined | void
         ? T

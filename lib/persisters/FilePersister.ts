@@ -1,7 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkInteger, expected } from '../validate';
+import { byName, checkForceReleaseName, checkListOptions } from './adminSupport';
+import { evictedRecord, evictionOf, readAllRecords } from './file/admin';
 import { fileError } from './file/errors';
 import { selfIdentity } from './file/liveness';
 import { FileMutex } from './file/mutex';
@@ -11,6 +14,7 @@ import { ReleaseWatcher } from './file/watcher';
 import type {
   AcquireRequest,
   AcquireResult,
+  ListOptions,
   LockInfo,
   Persister,
   PersisterCapabilities,
@@ -79,12 +83,14 @@ export class FilePersister implements Persister {
    *   the clock in microseconds.
    * - `persistent: true`: leases outlive the processes that wrote them (not a reboot of a
    *   tmpfs directory; after a reboot every old holder is dead anyway).
+   * - `list: true`: `list()` reads every record in the directory; `forceRelease()` is offered.
    */
   readonly capabilities: PersisterCapabilities = Object.freeze({
     serverClock: true,
     notify: true,
     fencing: true,
     persistent: true,
+    list: true,
   });
 
   /** The absolute path of the directory holding the lock files. */
@@ -140,6 +146,7 @@ export class FilePersister implements Persister {
         expiresAt: now + ttlMs,
         released: false,
         holder: selfIdentity(),
+        evicted: current?.evicted, // so a lease evicted earlier still learns why, whoever holds the lock since
       };
       writeRecord(paths, next, this.dir, guard);
       const lease = toLockInfo(next);
@@ -154,7 +161,7 @@ export class FilePersister implements Persister {
     const paths = lockPaths(this.dir, name);
     const tokenHash = hashToken(token);
     const refusal = (record: LeaseRecord | null, now: number): RenewResult | undefined => {
-      if (!record || !isHeld(record, now)) return { renewed: false, holder: null };
+      if (!record || !isHeld(record, now)) return { renewed: false, holder: evictionOf(record, tokenHash) };
       if (record.tokenHash !== tokenHash) return { renewed: false, holder: toLockInfo(record) };
       return undefined;
     };
@@ -206,6 +213,33 @@ export class FilePersister implements Persister {
     return record && isHeld(record, Date.now()) ? toLockInfo(record) : null;
   }
 
+  /** Every lease held now (unexpired, its holder process alive), sorted by name; only names starting with `options.prefix`. */
+  async list(options?: ListOptions): Promise<LockInfo[]> {
+    const prefix = checkListOptions(options);
+    const now = Date.now();
+    return byName(readAllRecords(this.dir).filter((r) => r.name.startsWith(prefix) && isHeld(r, now)).map(toLockInfo));
+  }
+
+  /**
+   * Ends the lease of `name` whoever holds it (the operator's last resort): the record stays,
+   * with its fence, and notes the evicted lease, whose next renewal is refused naming the
+   * eviction (`taken-over`). Watchers are woken. Resolves the evicted holder, or `null` when
+   * nothing was held.
+   */
+  async forceRelease(name: string): Promise<LockInfo | null> {
+    checkForceReleaseName(name);
+    const paths = lockPaths(this.dir, name);
+    const seen = this.read(paths, name);
+    if (!seen || !isHeld(seen, Date.now())) return null;
+    return this.mutex.run(paths, (guard) => {
+      const now = Date.now();
+      const current = this.read(paths, name);
+      if (!current || !isHeld(current, now)) return null;
+      writeRecord(paths, evictedRecord(current, now), this.dir, guard);
+      return toLockInfo(current);
+    });
+  }
+
   /**
    * Calls `onRelease` each time the lease of `name` is released, from this process or
    * any other, and each time its holder process is found dead; within milliseconds where
@@ -216,6 +250,11 @@ export class FilePersister implements Persister {
     this.ensureDir();
     const unsubscribe = this.watcher.add(paths.stateFile, () => this.read(paths, name), onRelease);
     return async () => unsubscribe();
+  }
+
+  /** How the keep-alive thread (`keepAlive: 'thread'`) reaches this store: the same directory. */
+  threadDescriptor(): ThreadDescriptor {
+    return { kind: 'file', dir: this.dir };
   }
 
   /** Stops every watcher. The persister holds no other resources; leases stay in the directory. */

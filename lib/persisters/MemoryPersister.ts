@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
+import { byName, checkForceReleaseName, checkListOptions, evictionHolder, operatorIdentity } from './adminSupport';
 import type {
   AcquireRequest,
   AcquireResult,
+  ListOptions,
   LockInfo,
   Persister,
   PersisterCapabilities,
@@ -20,6 +22,8 @@ interface MemoryFence {
   fence: number;
   /** The latest lease of this name and whether it was released (not left to expire). */
   last?: { info: LockInfo; released: boolean };
+  /** The last lease ended by `forceRelease()`: its token, and the holder its renewal is told. */
+  evicted?: { token: string; holder: LockInfo };
 }
 
 /**
@@ -29,12 +33,13 @@ interface MemoryFence {
  * every store.
  */
 export class MemoryPersister implements Persister {
-  /** Memory has notifications and fencing but does not outlive the process. */
+  /** Memory has notifications, fencing and a listing but does not outlive the process. */
   readonly capabilities: PersisterCapabilities = Object.freeze({
     serverClock: true,
     notify: true,
     fencing: true,
     persistent: false,
+    list: true,
   });
 
   private readonly leases = new Map<string, MemoryLease>();
@@ -70,7 +75,7 @@ export class MemoryPersister implements Persister {
   async renew({ name, token, ttlMs }: RenewRequest): Promise<RenewResult> {
     const now = Date.now();
     const current = this.leases.get(name);
-    if (!current || current.expiresAtMs <= now) return { renewed: false, holder: null };
+    if (!current || current.expiresAtMs <= now) return { renewed: false, holder: this.evictedBy(name, token) };
     if (current.token !== token) return { renewed: false, holder: this.view(current) };
     current.expiresAtMs = now + ttlMs;
     const record = this.fences.get(name);
@@ -103,6 +108,43 @@ export class MemoryPersister implements Persister {
     return async () => {
       this.releases.off(name, listener);
     };
+  }
+
+  /** Every unexpired lease, sorted by name (only names starting with `options.prefix`). */
+  async list(options?: ListOptions): Promise<LockInfo[]> {
+    const prefix = checkListOptions(options);
+    const now = Date.now();
+    const out: LockInfo[] = [];
+    for (const [name, lease] of this.leases) {
+      if (lease.expiresAtMs > now && name.startsWith(prefix)) out.push(this.view(lease));
+    }
+    return byName(out);
+  }
+
+  /**
+   * Ends the lease of `name` whoever holds it; the fence stays, so the next lease's is
+   * higher. Resolves the evicted holder, or `null` when nothing was held.
+   */
+  async forceRelease(name: string): Promise<LockInfo | null> {
+    checkForceReleaseName(name);
+    const current = this.leases.get(name);
+    const now = Date.now();
+    if (!current || current.expiresAtMs <= now) return null;
+    const evicted = this.view(current);
+    this.leases.delete(name);
+    const record = this.fences.get(name) ?? { fence: Number(evicted.fencingToken) };
+    if (record.last) record.last.released = true;
+    const holder = evictionHolder(name, { at: now, fence: evicted.fencingToken, ...operatorIdentity() });
+    record.evicted = { token: current.token, holder };
+    this.fences.set(name, record);
+    this.releases.emit(name);
+    return evicted;
+  }
+
+  /** The holder a refused renewal of a lease ended by `forceRelease()` reports, else null. */
+  private evictedBy(name: string, token: string): LockInfo | null {
+    const evicted = this.fences.get(name)?.evicted;
+    return evicted?.token === token ? evicted.holder : null;
   }
 
   private view(lease: MemoryLease): LockInfo {

@@ -1,14 +1,22 @@
 import type { Collection, Db, Document, WriteConcernSettings } from 'mongodb';
 import { PersisterError, toPersisterError } from '../errors';
+import { cloneable, type ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkBoolean, expected } from '../validate';
+import { byName, checkForceReleaseName, checkListOptions, evictionHolder, operatorIdentity } from './adminSupport';
 import {
   acquireFilter,
   acquirePipeline,
+  EVICTION_FIELDS,
+  evictedFilter,
+  forceReleasePipeline,
   heldByFilter,
   isDuplicateKeyError,
+  listFilter,
   liveFilter,
+  type MongoEvictedRecord,
   releasePipeline,
   renewPipeline,
+  toFencingToken,
   toLockInfo,
   type MongoLeaseDocument,
   WITHOUT_TOKEN,
@@ -16,6 +24,7 @@ import {
 import type {
   AcquireRequest,
   AcquireResult,
+  ListOptions,
   LockInfo,
   Persister,
   PersisterCapabilities,
@@ -95,12 +104,13 @@ const PRIMARY = 'primary' as const;
  * ```
  */
 export class MongoPersister implements Persister {
-  /** Server clock, fencing and persistence; no notifications. */
+  /** Server clock, fencing, persistence and a listing; no notifications. */
   readonly capabilities: PersisterCapabilities = Object.freeze({
     serverClock: true,
     notify: false,
     fencing: true,
     persistent: true,
+    list: true,
   });
 
   /** The collection holding the lease documents. */
@@ -140,6 +150,11 @@ export class MongoPersister implements Persister {
     }
     this.writeConcern = writeConcern;
     this.ownsClient = options.ownsClient === undefined ? false : checkBoolean('options.ownsClient', options.ownsClient);
+  }
+
+  /** The write concern of acquire, renew and release (the Coalescer's outcomes beside the leases use it too). */
+  get writeConcernSettings(): WriteConcernSettings {
+    return this.writeConcern;
   }
 
   /** Take the lease if it is free or ran out (server clock); otherwise name the holder. */
@@ -186,7 +201,7 @@ export class MongoPersister implements Persister {
       throw toPersisterError(`MongoDB renew of "${name}"`, error);
     }
     if (doc) return { renewed: true, expiresAt: new Date(doc.expiresAt) };
-    return { renewed: false, holder: await this.inspect(name) };
+    return { renewed: false, holder: (await this.inspect(name)) ?? (await this.evictionOf(name, token)) };
   }
 
   /** End the lease, only with the holder's token; the document (and its fence) stays. */
@@ -213,6 +228,83 @@ export class MongoPersister implements Persister {
       return doc ? toLockInfo(name, doc) : null;
     } catch (error) {
       throw toPersisterError(`MongoDB inspect of "${name}"`, error);
+    }
+  }
+
+  /**
+   * How the keep-alive thread (`keepAlive: 'thread'`) reaches this collection: the
+   * connection string the `MongoClient` was made with, the database, the collection
+   * and the write concern. Options given to the `MongoClient` beside the string (TLS
+   * files, credentials objects…) are not carried over: put them in the string, or
+   * build the persister with `persisterFromUrl`.
+   * @throws TypeError when the client does not show its connection string.
+   */
+  threadDescriptor(): ThreadDescriptor {
+    const client = this.collection.db.client as unknown as { s?: { url?: unknown } };
+    const url = client.s?.url;
+    if (typeof url !== 'string') {
+      throw new TypeError(
+        "keepAlive: 'thread' cannot read the connection string of this MongoClient (a driver other than mongodb 6/7?); " +
+          "build the persister with persisterFromUrl(url), or use keepAlive: 'loop'",
+      );
+    }
+    const dropped: string[] = [];
+    const writeConcern = cloneable(this.writeConcern, 'writeConcern', dropped) as Record<string, unknown>;
+    return {
+      kind: 'mongodb',
+      url,
+      database: this.collection.dbName,
+      collection: this.collection.collectionName,
+      writeConcern,
+      ...(dropped.length ? { dropped } : {}),
+    };
+  }
+
+  /** Every live lease (server clock), sorted by name; only names starting with `options.prefix`. */
+  async list(options?: ListOptions): Promise<LockInfo[]> {
+    const prefix = checkListOptions(options);
+    try {
+      const docs = (await this.collection
+        .find(listFilter(prefix), { projection: { token: 0, expired: 0, evicted: 0 }, readPreference: PRIMARY })
+        .toArray()) as unknown as MongoLeaseDocument[];
+      return byName(docs.map((doc) => toLockInfo(doc._id, doc)));
+    } catch (error) {
+      throw toPersisterError('MongoDB list of the locks', error);
+    }
+  }
+
+  /**
+   * Ends the lease of `name` whoever holds it, in one update: the document and its fence
+   * stay, and the eviction is noted so the evicted holder's next renewal reports
+   * `taken-over`. Resolves the evicted holder, or `null` when nothing was held.
+   */
+  async forceRelease(name: string): Promise<LockInfo | null> {
+    checkForceReleaseName(name);
+    try {
+      const doc = (await this.collection.findOneAndUpdate(liveFilter(name), forceReleasePipeline(operatorIdentity()), {
+        returnDocument: 'before',
+        projection: { ...WITHOUT_TOKEN, expired: 0 },
+        writeConcern: this.writeConcern,
+        includeResultMetadata: false,
+      })) as MongoLeaseDocument | null;
+      return doc ? toLockInfo(name, doc) : null;
+    } catch (error) {
+      throw toPersisterError(`MongoDB forced release of "${name}"`, error);
+    }
+  }
+
+  /** After a refused renewal with nobody holding the lock: the eviction, if a forced release ended the lease of `token`. */
+  private async evictionOf(name: string, token: string): Promise<LockInfo | null> {
+    try {
+      const doc = (await this.collection.findOne(evictedFilter(name, token), {
+        projection: EVICTION_FIELDS,
+        readPreference: PRIMARY,
+      })) as { evicted?: MongoEvictedRecord } | null;
+      const e = doc?.evicted;
+      if (!e) return null;
+      return evictionHolder(name, { at: new Date(e.at).getTime(), hostname: e.hostname, pid: Number(e.pid), fence: toFencingToken(e.fence) });
+    } catch (error) {
+      throw toPersisterError(`MongoDB renew of "${name}"`, error);
     }
   }
 

@@ -5,6 +5,9 @@
  * `Coalescer` and the CLI only ever talk to this shape, and one conformance
  * suite (spec/persisters/conformance.ts) holds every implementation to it.
  */
+import type { ThreadDescriptor } from '../keepAlive/descriptor';
+
+export type { ThreadDescriptor } from '../keepAlive/descriptor';
 
 /** Who is asking for a lease: shown to other instances, never secret. */
 export interface OwnerInfo {
@@ -46,10 +49,28 @@ export interface AcquireRequest {
   owner: OwnerInfo;
 }
 
-/** What {@link Persister.acquire} found. */
+/**
+ * What {@link Persister.acquire} found. `expired` names a lease that had run out and was
+ * taken out of the store by this call (reported as the `expired` event), also when another
+ * contender then won the race for the lock.
+ */
 export type AcquireResult =
-  | { acquired: true; lease: LockInfo; expired?: LockInfo }
-  | { acquired: false; holder: LockInfo };
+  | {
+      /** Taken (or already held with this token). */
+      acquired: true;
+      /** The lease now held. */
+      lease: LockInfo;
+      /** The previous lease, when it had run out without being released (its holder died or stalled). */
+      expired?: LockInfo;
+    }
+  | {
+      /** Held by someone else. */
+      acquired: false;
+      /** Who holds it. */
+      holder: LockInfo;
+      /** A lease that had run out and was taken out of the store by this call, before another contender won. */
+      expired?: LockInfo;
+    };
 
 /** Arguments of {@link Persister.renew}. */
 export interface RenewRequest {
@@ -63,8 +84,21 @@ export interface RenewRequest {
 
 /** What {@link Persister.renew} found: renewed, or who holds it now (null: nobody). */
 export type RenewResult =
-  | { renewed: true; expiresAt: Date }
-  | { renewed: false; holder: LockInfo | null };
+  | {
+      /** Extended. */
+      renewed: true;
+      /** The new expiry (store clock). */
+      expiresAt: Date;
+    }
+  | {
+      /** Not this token's lease any more. */
+      renewed: false;
+      /**
+       * Who holds it now; after a forced release nobody took over yet, the eviction
+       * (owner `release --force`); `null` when it ran out and is free.
+       */
+      holder: LockInfo | null;
+    };
 
 /** Arguments of {@link Persister.release}. */
 export interface ReleaseRequest {
@@ -133,6 +167,19 @@ export interface Persister {
    * Returns the function that stops listening.
    */
   onReconnect?(listener: () => void): () => void;
+  /**
+   * Optional: how another thread reaches the same store on a connection of its own
+   * (plain, structured-clonable data). `keepAlive: 'thread'` needs it: the keep-alive
+   * thread opens its own persister from this description and renews every lease there.
+   * A persister without it (memory, a custom one) is refused in that mode. Built in:
+   * Redis (client options, Sentinel and Cluster), MongoDB (connection string), the file
+   * store (directory), URL-made persisters (their URL). A custom persister returns
+   * `{ kind: 'module', module, factory, argument }`: the thread `require`s `module` and
+   * calls `factory(argument)` for its persister.
+   * (PostgreSQL: describe by connection string, as `{ kind: 'url', url, options }` once
+   * `persisterFromUrl` accepts postgres:// URLs, else `kind: 'module'`.)
+   */
+  threadDescriptor?(): ThreadDescriptor;
   /** Free what the persister itself opened (never a client passed in by the user). */
   close?(): Promise<void>;
 }

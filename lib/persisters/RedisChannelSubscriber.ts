@@ -9,6 +9,15 @@ export interface SubscriberConnection {
   disconnect(): void;
 }
 
+/**
+ * Options for the duplicated connection a subscriber runs on: it queues commands until connected,
+ * and ioredis does NOT re-subscribe by itself after a reconnect. The subscriber does that itself,
+ * confirmed and with its failures handled; ioredis's own re-SUBSCRIBE has no rejection handler
+ * (ioredis ≤ 5.9), so a reconnect that fails again at that moment (the connection closed under it,
+ * NOPERM) ended the process with an unhandled rejection — found by `npm run chaos`.
+ */
+export const SUBSCRIBER_CONNECTION_OPTIONS = Object.freeze({ enableOfflineQueue: true, autoResubscribe: false });
+
 /** Bounds one operation in time and turns its failure into a `PersisterError`. */
 export type TimedRunner = <T>(what: string, op: () => Promise<T>) => Promise<T>;
 
@@ -119,7 +128,7 @@ export class RedisChannelSubscriber {
 }
 
 /** Calls every listener; one that throws does not stop the others (its error is rethrown, as an EventEmitter's would be). */
-export function deliver(listeners: ReadonlySet<(message: string) => void> | undefined, message: string): void {
+export function deliver<T>(listeners: ReadonlySet<(message: T) => void> | undefined, message: T): void {
   for (const listener of [...(listeners ?? [])]) {
     try {
       listener(message);

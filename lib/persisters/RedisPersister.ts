@@ -1,9 +1,13 @@
 import type { Cluster, Redis } from 'ioredis';
 import { toPersisterError } from '../errors';
+import type { ThreadDescriptor } from '../keepAlive/descriptor';
+import { redisThreadDescriptor } from '../keepAlive/redisDescriptor';
+import { getDefaultLogger, isLogger, type Logger } from '../logger';
 import { checkBoolean, checkInteger, expected } from '../validate';
 import type {
   AcquireRequest,
   AcquireResult,
+  ListOptions,
   LockInfo,
   Persister,
   PersisterCapabilities,
@@ -19,8 +23,11 @@ import { releaseLease } from './redis/release';
 import { renewLease } from './redis/renew';
 import { renewLeases } from './redis/renewMany';
 import type { ScriptClient } from './redis/script';
+import { RedisAdmin } from './redis/admin';
+import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
+import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
 import { markWatched } from './redis/watch';
-import { deliver, RedisChannelSubscriber, type SubscriberConnection } from './RedisChannelSubscriber';
+import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
 
 /** Options of {@link RedisPersister}. */
@@ -40,6 +47,11 @@ export interface RedisPersisterOptions {
    * @default false
    */
   ownsClient?: boolean;
+  /**
+   * Where the persister logs (once: a warning when Redis may evict leases). Any pino-compatible logger.
+   * @default the library's pino logger (level from SINGLETON_LOG_LEVEL, else warn)
+   */
+  logger?: Logger;
 }
 
 /** Defaults of {@link RedisPersisterOptions}. */
@@ -83,6 +95,7 @@ export class RedisPersister implements Persister {
     notify: true,
     fencing: true,
     persistent: true,
+    list: true,
   });
 
   /** Prefix of every key and channel. */
@@ -100,6 +113,10 @@ export class RedisPersister implements Persister {
 
   private lastConnectionError: Error | undefined;
   private readonly releases: RedisChannelSubscriber;
+  private reconnects: ReconnectWatcher | undefined;
+  private readonly logger: Logger;
+  private evictionChecked = false;
+  private readonly admin: RedisAdmin;
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -119,6 +136,10 @@ export class RedisPersister implements Persister {
     this.keyPrefix = keyPrefix;
     this.operationTimeoutMs = checkInteger('options.operationTimeoutMs', operationTimeoutMs, 1, 2 ** 31 - 1);
     this.ownsClient = checkBoolean('options.ownsClient', ownsClient);
+    if (options.logger !== undefined && !isLogger(options.logger)) {
+      throw new TypeError(expected('options.logger', 'a pino-compatible logger (with debug, info, warn and error methods)', options.logger));
+    }
+    this.logger = options.logger ?? getDefaultLogger();
     if (this.ownsClient) {
       // Our own connection: its failures reach callers as PersisterErrors (naming the last
       // connection error), so ioredis must not also print "Unhandled error event" to stderr.
@@ -137,6 +158,13 @@ export class RedisPersister implements Persister {
       this.timed(what, () => markWatched(this.client, lock, what)).catch(() => undefined); // its waiters' next tries mark it too
       deliver(listeners, '');
     });
+    this.admin = new RedisAdmin({
+      client: this.redisClient,
+      keyPrefix,
+      keys: (name) => this.keys(name),
+      timed: (what, op) => this.timed(what, op),
+      inspect: (name) => this.inspect(name),
+    });
   }
 
   /** Take the lease if it is free or expired; otherwise report the holder. */
@@ -144,14 +172,21 @@ export class RedisPersister implements Persister {
     checkInteger('ttlMs', request.ttlMs, 1);
     const holder = encodeHolder(request.owner);
     const what = `Acquiring lock "${request.name}"`;
-    return this.timed(what, () => acquireLease(this.client, this.keys(request.name), request, holder, what));
+    const result = await this.timed(what, () => acquireLease(this.client, this.keys(request.name), request, holder, what));
+    if (!this.evictionChecked) {
+      // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
+      this.evictionChecked = true;
+      void warnIfLeasesCanBeEvicted(this.client as unknown as ConfigClient, this.logger);
+    }
+    return result;
   }
 
   /** Extend the lease, only with the holder's token. */
   async renew(request: RenewRequest): Promise<RenewResult> {
     checkInteger('ttlMs', request.ttlMs, 1);
     const what = `Renewing lock "${request.name}"`;
-    return this.timed(what, () => renewLease(this.client, this.keys(request.name), request, what));
+    const result = await this.timed(what, () => renewLease(this.client, this.keys(request.name), request, what));
+    return this.admin.explain(request, result);
   }
 
   /**
@@ -172,7 +207,7 @@ export class RedisPersister implements Persister {
       const failure = toPersisterError(what, error);
       return requests.map((_, i) => results[i] ?? failure);
     }
-    return results as Array<RenewResult | Error>;
+    return this.admin.explainAll(requests, results as Array<RenewResult | Error>);
   }
 
   /** Delete the lease, only with the holder's token; watchers of `name` are notified. */
@@ -185,6 +220,20 @@ export class RedisPersister implements Persister {
   async inspect(name: string): Promise<LockInfo | null> {
     const what = `Inspecting lock "${name}"`;
     return this.timed(what, () => inspectLease(this.client, this.keys(name), what));
+  }
+
+  /** Every lease held now, sorted by name (SCAN over the key prefix; every master of a Cluster). */
+  list(options?: ListOptions): Promise<LockInfo[]> {
+    return this.admin.list(options);
+  }
+
+  /**
+   * Ends the lease of `name` whoever holds it, keeping the fence (the next lease's is higher);
+   * watchers are notified and the evicted holder's next renewal reports `taken-over`.
+   * Resolves the evicted holder, or `null` when nothing was held.
+   */
+  forceRelease(name: string): Promise<LockInfo | null> {
+    return this.admin.forceRelease(name);
   }
 
   /**
@@ -208,6 +257,25 @@ export class RedisPersister implements Persister {
     return stop;
   }
 
+  /**
+   * Calls `listener` each time the client's connection comes back after a drop (not on its
+   * first connect): a restarted Redis may have forgotten every lease. Returns the stop function.
+   */
+  onReconnect(listener: () => void): () => void {
+    return (this.reconnects ??= new ReconnectWatcher(this.client as unknown as ReconnectingClient)).add(listener);
+  }
+
+  /**
+   * How the keep-alive thread (`keepAlive: 'thread'`) reaches this Redis on its own
+   * connection: the client's options (standalone or Sentinel), or the Cluster's
+   * startup nodes and options; TLS and credentials included. Options that are
+   * functions (a custom `retryStrategy`, `natMap` as a function…) cannot cross
+   * threads: the thread's connection uses the defaults instead, and says so in the log.
+   */
+  threadDescriptor(): ThreadDescriptor {
+    return redisThreadDescriptor(this.client, { keyPrefix: this.keyPrefix, operationTimeoutMs: this.operationTimeoutMs });
+  }
+
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */
   async close(): Promise<void> {
     this.releases.close();
@@ -220,9 +288,9 @@ export class RedisPersister implements Persister {
     }
   }
 
-  /** A connection for pub/sub with the client's settings; it queues commands until connected. */
+  /** A connection for pub/sub with the client's settings (see SUBSCRIBER_CONNECTION_OPTIONS). */
   private duplicate(): SubscriberConnection {
-    const override = { enableOfflineQueue: true };
+    const override = { ...SUBSCRIBER_CONNECTION_OPTIONS };
     return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
 

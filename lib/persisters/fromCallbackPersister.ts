@@ -41,12 +41,12 @@ export interface CallbackPersisterOptions {
   /**
    * The seed's `lockExpireSeconds`, in ms: a lock created longer ago than this
    * (by comparing its `created` time with this process's clock) is deleted and
-   * taken over, and reported as `expired`. It is also the longest a lease taken
-   * through this adapter can live: renew refuses after it, so a holder stops
-   * before others may take over. Clocks of all hosts must agree for this to be
-   * safe. Leave it unset to never take a lock over: a crashed holder's lock then
-   * stays until the store or an operator deletes it.
-   * @default undefined (never)
+   * taken over, and reported as `expired`. A holder re-creates its lock half-way
+   * through this time while it renews, and a lease not renewed within it is lost
+   * (the holder is told before others may take over). Clocks of all hosts must
+   * agree for this to be safe.
+   * @default the lease length (`ttlMs`) of the first `Singleton` built on the adapter
+   *   (the longest, when several with different lengths share it)
    */
   staleAfterMs?: number;
   /**
@@ -81,6 +81,8 @@ interface HeldLease {
   token: string;
   info: Omit<LockInfo, 'expiresAt'>;
   expiresAtMs: number;
+  /** When this adapter last (re)created the lock in the store (this process's clock). */
+  createdAtMs: number;
 }
 
 type Callback = (err: unknown, ...results: unknown[]) => void;
@@ -100,7 +102,7 @@ type Callback = (err: unknown, ...results: unknown[]) => void;
  *   `lockExpireSeconds`), and that decision uses this process's clock, not the
  *   store's.
  * - **No holder identity.** Other processes' holders are reported with owner
- *   {@link UNKNOWN_OWNER}, hostname `unknown`, pid 0, fencing token 0, the
+ *   `'unknown (seed-style persister)'`, hostname `unknown`, pid 0, fencing token 0, the
  *   store's `created` time (or the epoch when unknown) and a guessed expiry.
  * - **No store fencing.** Fencing tokens come from a per-process counter seeded
  *   from `Date.now() * 1000`: increasing within one process, but two processes
@@ -108,6 +110,17 @@ type Callback = (err: unknown, ...results: unknown[]) => void;
  * - **No notifications** (`watch` is absent; waiters poll) and renew is only
  *   `lockExists`: it says the lock still exists, not that it is still this
  *   holder's.
+ * - **No atomic takeover.** Taking a stale lock over is `deleteLock` then
+ *   `persistLock`: two contenders that judge the same stale lock at the same
+ *   moment can both delete it, and the second delete can remove the first
+ *   contender's fresh lock, so both may end up holding it. The seed had the same
+ *   race. Where that matters, move to a store with atomic operations
+ *   (`MongoPersister` on the same database, `RedisPersister`, `PostgresPersister`).
+ * - **Renewal re-creates the lock.** The store keeps only the lock's creation
+ *   time and others take it over once it is older than `staleAfterMs`; a
+ *   renewing holder deletes and re-creates it half-way through (two calls), so a
+ *   live holder never looks stale, and a holder that stops renewing is told
+ *   (`lost`, `expired`) at its local deadline, before anyone may take it over.
  *
  * Errors passed to a callback, methods that throw, and callbacks that never come
  * (after `timeoutMs`) reject with a `PersisterError`.
@@ -131,7 +144,8 @@ export class CallbackPersisterAdapter implements Persister {
 
   private readonly legacy: CallbackPersister;
   private readonly timeoutMs: number;
-  private readonly staleAfterMs: number | undefined;
+  private staleAfterMs: number | undefined;
+  private readonly staleFromOptions: boolean;
   /** Leases taken through this adapter, by name: the only owner check there is. */
   private readonly held = new Map<string, HeldLease>();
   /** The last `created` time the store reported for each name held elsewhere. */
@@ -153,8 +167,21 @@ export class CallbackPersisterAdapter implements Persister {
     this.legacy = legacy;
     this.timeoutMs = options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkInteger('options.timeoutMs', options.timeoutMs, 1);
     this.staleAfterMs = options.staleAfterMs === undefined ? undefined : checkInteger('options.staleAfterMs', options.staleAfterMs, 1);
+    this.staleFromOptions = options.staleAfterMs !== undefined;
     const persistent = options.persistent === undefined ? true : checkBoolean('options.persistent', options.persistent);
     this.capabilities = Object.freeze({ serverClock: false, notify: false, fencing: false, persistent });
+  }
+
+  /**
+   * Called by each `Singleton` built on this adapter: when no `staleAfterMs` was given, the
+   * Singleton's lease length (the seed's `lockExpireSeconds`) becomes the staleness, so a
+   * crashed holder's lock does not stay forever. With Singletons of different lease lengths,
+   * the longest wins (a lock is never taken over before its holder's lease could end).
+   * @internal
+   */
+  adoptLeaseLength(ttlMs: number): void {
+    if (this.staleFromOptions) return;
+    this.staleAfterMs = Math.max(this.staleAfterMs ?? 0, ttlMs);
   }
 
   /** `persistLock`; on a conflict, takes a stale lock over when `staleAfterMs` allows it. */
@@ -170,7 +197,15 @@ export class CallbackPersisterAdapter implements Persister {
     }
     let expired: LockInfo | undefined;
     for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt++) {
-      const [success, conflictCreated] = await this.persistLock(name);
+      let success: unknown;
+      let conflictCreated: unknown;
+      try {
+        [success, conflictCreated] = await this.persistLock(name);
+      } catch (err) {
+        // A stale lock was deleted before this failure: it is reported as expired all the same.
+        if (expired && err instanceof PersisterError) err.expired = expired;
+        throw err;
+      }
       const now = Date.now();
       if (success === true) {
         this.seenCreated.delete(name);
@@ -178,6 +213,7 @@ export class CallbackPersisterAdapter implements Persister {
           token,
           info: { name, owner: owner.owner, hostname: owner.hostname, pid: owner.pid, fencingToken: nextLocalFence(), acquiredAt: new Date(now) },
           expiresAtMs: now + ttlMs,
+          createdAtMs: now,
         };
         lease.expiresAtMs = this.capExpiry(lease, lease.expiresAtMs);
         this.held.set(name, lease);
@@ -188,18 +224,27 @@ export class CallbackPersisterAdapter implements Persister {
       if (created) this.seenCreated.set(name, created);
       const local = this.held.get(name);
       const localLive = local !== undefined && this.withinLifetime(local);
-      const stale = created !== null && this.staleAfterMs !== undefined && now - created.getTime() >= this.staleAfterMs;
+      const staleAfterMs = this.staleAfterMs;
+      const stale = created !== null && staleAfterMs !== undefined && now - created.getTime() >= staleAfterMs;
       if (stale && !localLive && !expired) {
         expired = local
           ? view(local)
-          : { ...this.unknownHolder(name, created ?? undefined, ttlMs), expiresAt: new Date(created.getTime() + this.staleAfterMs) };
+          : { ...this.unknownHolder(name, created ?? undefined, ttlMs), expiresAt: new Date(created.getTime() + staleAfterMs) };
         this.held.delete(name);
-        await this.deleteLock(name);
+        try {
+          await this.deleteLock(name);
+        } catch (err) {
+          if (err instanceof PersisterError) err.expired = expired;
+          throw err;
+        }
         continue;
       }
-      return { acquired: false, holder: localLive ? view(local) : this.unknownHolder(name, created ?? undefined, ttlMs) };
+      const holder = localLive ? view(local) : this.unknownHolder(name, created ?? undefined, ttlMs);
+      // Another contender re-locked first after the stale lock was deleted: still an expiry.
+      return expired ? { acquired: false, holder, expired } : { acquired: false, holder };
     }
-    return { acquired: false, holder: this.unknownHolder(name, undefined, ttlMs) };
+    const holder = this.unknownHolder(name, undefined, ttlMs);
+    return expired ? { acquired: false, holder, expired } : { acquired: false, holder };
   }
 
   /** `lockExists` for a lease taken through this adapter: exists → renewed until now + ttlMs. */
@@ -214,10 +259,42 @@ export class CallbackPersisterAdapter implements Persister {
       this.held.delete(name);
       return { renewed: false, holder: null };
     }
+    if (this.staleAfterMs !== undefined && Date.now() - mine.createdAtMs >= this.staleAfterMs / 2) {
+      return this.recreate(mine, ttlMs);
+    }
     if (!(await this.lockExists(name))) {
       if (this.held.get(name) === mine) this.held.delete(name);
       return { renewed: false, holder: null };
     }
+    mine.expiresAtMs = this.capExpiry(mine, Date.now() + ttlMs);
+    return { renewed: true, expiresAt: new Date(mine.expiresAtMs) };
+  }
+
+  /**
+   * The store's lock carries only its creation time, and others take it over once it is
+   * older than `staleAfterMs`: a holder that keeps renewing re-creates it (delete, then
+   * create) half-way through, so a live holder's lock never looks stale. If someone else
+   * creates it in between, this lease is over (`taken-over`), and nobody holds it twice.
+   */
+  private async recreate(mine: HeldLease, ttlMs: number): Promise<RenewResult> {
+    const { name } = mine.info;
+    const startedAt = Date.now();
+    await this.deleteLock(name);
+    let success: unknown;
+    let conflictCreated: unknown;
+    try {
+      [success, conflictCreated] = await this.persistLock(name);
+    } catch {
+      // Our lock is deleted and not re-created: anyone may take it now, so this lease is over.
+      if (this.held.get(name) === mine) this.held.delete(name);
+      return { renewed: false, holder: null };
+    }
+    if (success !== true) {
+      if (this.held.get(name) === mine) this.held.delete(name);
+      const created = toDate(conflictCreated);
+      return { renewed: false, holder: created === undefined ? null : this.unknownHolder(name, created ?? undefined, ttlMs) };
+    }
+    mine.createdAtMs = startedAt;
     mine.expiresAtMs = this.capExpiry(mine, Date.now() + ttlMs);
     return { renewed: true, expiresAt: new Date(mine.expiresAtMs) };
   }
@@ -244,11 +321,11 @@ export class CallbackPersisterAdapter implements Persister {
   }
 
   private withinLifetime(lease: HeldLease): boolean {
-    return this.staleAfterMs === undefined || Date.now() < lease.info.acquiredAt.getTime() + this.staleAfterMs;
+    return this.staleAfterMs === undefined || Date.now() < lease.createdAtMs + this.staleAfterMs;
   }
 
   private capExpiry(lease: HeldLease, expiresAtMs: number): number {
-    return this.staleAfterMs === undefined ? expiresAtMs : Math.min(expiresAtMs, lease.info.acquiredAt.getTime() + this.staleAfterMs);
+    return this.staleAfterMs === undefined ? expiresAtMs : Math.min(expiresAtMs, lease.createdAtMs + this.staleAfterMs);
   }
 
   /** A holder nobody here can identify; its expiry is when it may be taken over, or a guess one lease ahead. */

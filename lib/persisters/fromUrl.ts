@@ -1,15 +1,18 @@
 import { fileURLToPath } from 'node:url';
 import type { MongoClientOptions } from 'mongodb';
 import type { RedisOptions } from 'ioredis';
+import type { PoolConfig } from 'pg';
 import { SingletonError } from '../errors';
+import { cloneable, type ThreadDescriptor } from '../keepAlive/descriptor';
 import { checkInteger, expected } from '../validate';
 import { FilePersister } from './FilePersister';
 import { DEFAULT_MONGO_COLLECTION, MongoPersister } from './MongoPersister';
 import type { Persister } from './Persister';
+import { POSTGRES_PERSISTER_DEFAULTS, PostgresPersister } from './PostgresPersister';
 import { RedisPersister } from './RedisPersister';
 
 /** URL schemes {@link persisterFromUrl} understands. */
-export const PERSISTER_URL_SCHEMES = Object.freeze(['redis:', 'rediss:', 'mongodb:', 'mongodb+srv:', 'file:'] as const);
+export const PERSISTER_URL_SCHEMES = Object.freeze(['redis:', 'rediss:', 'mongodb:', 'mongodb+srv:', 'postgres:', 'postgresql:', 'file:'] as const);
 
 /** The database used when a MongoDB URL names none. */
 export const DEFAULT_MONGO_DATABASE = 'singleton';
@@ -22,7 +25,7 @@ export interface PersisterFromUrlOptions {
    */
   keyPrefix?: string;
   /**
-   * Redis: longest wait for one operation before it fails with a `PersisterError`. URL: `?operationTimeoutMs=`.
+   * Redis and PostgreSQL: longest wait for one operation before it fails with a `PersisterError`. URL: `?operationTimeoutMs=`.
    * @default 5000
    */
   operationTimeoutMs?: number;
@@ -31,6 +34,18 @@ export interface PersisterFromUrlOptions {
    * @default 'singleton_leases'
    */
   collection?: string;
+  /**
+   * PostgreSQL: the table holding the locks. URL: `?table=`.
+   * @default 'singleton_process_leases'
+   */
+  table?: string;
+  /** PostgreSQL: the table's schema (default: the connection's `search_path`). URL: `?schema=`. */
+  schema?: string;
+  /**
+   * PostgreSQL: extra `pg` Pool options, over the lock-friendly defaults
+   * (`connectionTimeoutMillis` = the operation timeout, `keepAlive: true`).
+   */
+  pgPoolOptions?: PoolConfig;
   /**
    * Redis: extra ioredis options, over the lock-friendly defaults
    * (`lazyConnect: true`, `maxRetriesPerRequest: 1`, `enableOfflineQueue: true`).
@@ -44,12 +59,19 @@ export interface PersisterFromUrlOptions {
 }
 
 /** A persister that owns its connection: `close()` is always there and closes it. */
-export type OwnedPersister = Persister & { close(): Promise<void> };
+export type OwnedPersister = Persister & {
+  /** Closes the connection the persister made (it owns it). */
+  close(): Promise<void>;
+};
 
 /** Loads an optional driver; replaceable in tests to simulate a missing one. */
-export type DriverImporter = (driver: 'ioredis' | 'mongodb') => Promise<unknown>;
+export type DriverImporter = (driver: Driver) => Promise<unknown>;
 
-const importDriver: DriverImporter = (driver) => (driver === 'ioredis' ? import('ioredis') : import('mongodb'));
+/** The optional drivers, by package name. */
+export type Driver = 'ioredis' | 'mongodb' | 'pg';
+
+const importDriver: DriverImporter = (driver) =>
+  driver === 'ioredis' ? import('ioredis') : driver === 'mongodb' ? import('mongodb') : import('pg');
 
 /** The ioredis options a lock client gets unless the caller says otherwise. */
 export const REDIS_URL_CLIENT_DEFAULTS: Readonly<RedisOptions> = Object.freeze({
@@ -80,6 +102,10 @@ const MONGO_SERVER_SELECTION_TIMEOUT_MS = 5_000;
  *   {@link MongoPersister} on a new `MongoClient`, in `database` (default
  *   `singleton`) and `collection` (default `singleton_leases`); every other parameter
  *   goes to the driver, and the URL's database stays its default auth source.
+ * - `postgres://[user:pass@]host[:port]/[database][?table=…&schema=…&operationTimeoutMs=…]`,
+ *   `postgresql://…`: a {@link PostgresPersister} on a new `pg` Pool it owns (`close()`
+ *   ends it), in `table` (default `singleton_process_leases`, created on first use); every
+ *   other parameter (`sslmode`, …) goes to the driver.
  * - `file:` (the default directory), `file:///var/lock/app`, `file:relative/dir`:
  *   a {@link FilePersister} in that directory (one host only).
  *
@@ -112,10 +138,13 @@ export async function createPersisterFromUrl(
   switch (scheme) {
     case 'redis:':
     case 'rediss:':
-      return redisFromUrl(url, options, importModule);
+      return describedByUrl(await redisFromUrl(url, options, importModule), url, options);
     case 'mongodb:':
     case 'mongodb+srv:':
-      return mongoFromUrl(url, scheme, options, importModule);
+      return describedByUrl(await mongoFromUrl(url, scheme, options, importModule), url, options);
+    case 'postgres:':
+    case 'postgresql:':
+      return describedByUrl(await postgresFromUrl(url, options, importModule), url, options);
     case 'file:':
       return new FilePersister(fileDir(url));
   }
@@ -123,13 +152,27 @@ export async function createPersisterFromUrl(
 
 type Scheme = (typeof PERSISTER_URL_SCHEMES)[number];
 
+/**
+ * Gives a URL-made persister the description `keepAlive: 'thread'` needs: its URL and
+ * options, so the keep-alive thread makes its own persister exactly as this one was made.
+ */
+function describedByUrl(persister: OwnedPersister, url: string, options: PersisterFromUrlOptions): OwnedPersister {
+  const threadDescriptor = (): ThreadDescriptor => {
+    const dropped: string[] = [];
+    const cloned = cloneable(options, '', dropped) as Record<string, unknown>;
+    return { kind: 'url', url, options: cloned, ...(dropped.length ? { dropped } : {}) };
+  };
+  Object.defineProperty(persister, 'threadDescriptor', { value: threadDescriptor, configurable: true, writable: true });
+  return persister;
+}
+
 function supported(): string {
   return `a store URL starting with ${PERSISTER_URL_SCHEMES.map((s) => (s === 'file:' ? 'file:' : `${s}//`)).join(', ')}`;
 }
 
-/** The URL with any password replaced, for messages. */
+/** The URL with any password replaced (in the authority, or a `password=` parameter), for messages. */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#@]*?:)[^/?#@]*@/i, '$1***@');
+  return url.replace(/^(\s*[a-z][a-z0-9+.-]*:\/*[^/?#@]*?:)[^/?#@]*@/i, '$1***@').replace(/([?&]password=)[^&#]*/gi, '$1***');
 }
 
 function badUrl(url: unknown, why?: string, cause?: unknown): TypeError {
@@ -154,7 +197,7 @@ function isMissingModule(error: unknown, driver: string): boolean {
   return typeof message !== 'string' || message.includes(`'${driver}'`) || message.includes(`"${driver}"`) || !message.includes("'");
 }
 
-async function loadDriver<T>(driver: 'ioredis' | 'mongodb', scheme: string, importModule: DriverImporter): Promise<T> {
+async function loadDriver<T>(driver: Driver, scheme: string, importModule: DriverImporter): Promise<T> {
   try {
     return (await importModule(driver)) as T;
   } catch (error) {
@@ -298,5 +341,59 @@ export function fileDir(url: string): { dir?: string } {
     return { dir: decodeURIComponent(rest) };
   } catch (error) {
     throw badUrl(url, 'its path is not valid percent-encoding', error);
+  }
+}
+
+/** What {@link parsePostgresUrl} reads from a PostgreSQL URL. */
+export interface PostgresUrlParts {
+  /** The connection string the driver gets: our own parameters removed. */
+  driverUrl: string;
+  /** `?table=`, when given. */
+  table: string | undefined;
+  /** `?schema=`, when given. */
+  schema: string | undefined;
+  /** `?operationTimeoutMs=`, when given. */
+  operationTimeoutMs: number | undefined;
+}
+
+/** Takes our parameters (`table`, `schema`, `operationTimeoutMs`) out of a PostgreSQL URL. */
+export function parsePostgresUrl(url: string): PostgresUrlParts {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.trim());
+  } catch (error) {
+    throw badUrl(url, 'it cannot be parsed', error);
+  }
+  if (!/^[a-z]+:\/\//i.test(url.trim())) throw badUrl(url, `a PostgreSQL URL starts with ${parsed.protocol}//`);
+  const table = takeParam(parsed.searchParams, 'table');
+  const schema = takeParam(parsed.searchParams, 'schema');
+  const timeoutParam = takeParam(parsed.searchParams, 'operationTimeoutMs');
+  const operationTimeoutMs =
+    timeoutParam === undefined ? undefined : checkInteger('operationTimeoutMs (URL parameter)', Number(timeoutParam), 1, 2 ** 31 - 1);
+  return { driverUrl: parsed.toString(), table, schema, operationTimeoutMs };
+}
+
+async function postgresFromUrl(url: string, options: PersisterFromUrlOptions, importModule: DriverImporter): Promise<OwnedPersister> {
+  const parts = parsePostgresUrl(url);
+  const operationTimeoutMs = options.operationTimeoutMs ?? parts.operationTimeoutMs;
+  const driver = await loadDriver<{ Pool?: unknown; default?: { Pool?: unknown } }>('pg', schemeOf(url), importModule);
+  const Pool = (driver.Pool ?? driver.default?.Pool) as new (config: PoolConfig) => import('pg').Pool;
+  // The pool connects on the first operation; a connection attempt never outlasts the operation it serves.
+  const pool = new Pool({
+    connectionString: parts.driverUrl,
+    connectionTimeoutMillis: operationTimeoutMs ?? POSTGRES_PERSISTER_DEFAULTS.operationTimeoutMs,
+    keepAlive: true,
+    ...options.pgPoolOptions,
+  });
+  try {
+    return new PostgresPersister(pool, {
+      table: options.table ?? parts.table,
+      schema: options.schema ?? parts.schema,
+      operationTimeoutMs,
+      ownsPool: true,
+    });
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw error;
   }
 }

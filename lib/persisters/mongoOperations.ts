@@ -12,13 +12,17 @@
  * ```
  * { _id: name, token: string | null, owner, hostname, pid,
  *   fence: Int64, acquiredAt: Date, expiresAt: Date, released: boolean,
- *   expired?: { owner, hostname, pid, fence, acquiredAt, expiresAt } }
+ *   expired?: { owner, hostname, pid, fence, acquiredAt, expiresAt },
+ *   evicted?: { token, at, hostname, pid, fence } }
  * ```
  *
  * `token` is null once released; the document itself is never deleted, so the
  * fence survives releases and expiries. `expired` is written by the acquire that
  * took over a lease whose holder never released it, so the same single round
- * trip can tell the new holder who that was.
+ * trip can tell the new holder who that was. `evicted` is written by a forced release
+ * (the operator's `forceRelease()`) and kept across later leases, so the evicted
+ * holder's next renewal learns it was taken over; its `token` never leaves the server
+ * (every read projects it away).
  */
 import type { LockInfo, OwnerInfo } from './Persister';
 
@@ -159,8 +163,53 @@ export function liveFilter(name: string): MongoDocument {
   return { _id: name, token: { $ne: null }, $expr: { $gt: ['$expiresAt', NOW] } };
 }
 
-/** Projection of every read: the token never leaves the server. */
-export const WITHOUT_TOKEN: MongoDocument = Object.freeze({ token: 0 });
+/** Projection of every read: the token never leaves the server (nor an evicted lease's, kept in `evicted`). */
+export const WITHOUT_TOKEN: MongoDocument = Object.freeze({ token: 0, 'evicted.token': 0 });
+
+/** Fields kept about a lease ended by a forced release (besides its token, never read back). */
+export interface MongoEvictedRecord {
+  /** When it was ended (server clock). */
+  at: Date;
+  /** Host of the process that forced the release. */
+  hostname: string;
+  /** Its pid. */
+  pid: number;
+  /** The evicted lease's fence (Int64 as stored). */
+  fence: unknown;
+}
+
+/**
+ * Forced release (the operator's last resort; filter: {@link liveFilter}): like a release,
+ * whoever holds the lease, the document and its fence kept, and the evicted lease noted
+ * in `evicted` (its token copied on the server, the operator's host and pid, the time).
+ */
+export function forceReleasePipeline(operator: { hostname: string; pid: number }): MongoDocument[] {
+  return [
+    {
+      $set: {
+        evicted: { token: '$token', at: NOW, hostname: { $literal: operator.hostname }, pid: { $literal: operator.pid }, fence: '$fence' },
+        token: { $literal: null },
+        expiresAt: NOW,
+        released: { $literal: true },
+      },
+    },
+    { $unset: 'expired' },
+  ];
+}
+
+/** Filter of the check after a refused renewal: the document of `name` whose lease of `token` was force-released. */
+export function evictedFilter(name: string, token: string): MongoDocument {
+  return { _id: name, 'evicted.token': token };
+}
+
+/** Projection of that check: the eviction, without the token. */
+export const EVICTION_FIELDS: MongoDocument = Object.freeze({ _id: 0, 'evicted.at': 1, 'evicted.hostname': 1, 'evicted.pid': 1, 'evicted.fence': 1 });
+
+/** Filter of `list()`: every live lease (server clock) whose name starts with `prefix`. */
+export function listFilter(prefix: string): MongoDocument {
+  const live = { token: { $ne: null }, $expr: { $gt: ['$expiresAt', NOW] } };
+  return prefix === '' ? live : { _id: { $regex: `^${prefix.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}` }, ...live };
+}
 
 /** Whether `error` is MongoDB's duplicate key error (code 11000), without importing the driver. */
 export function isDuplicateKeyError(error: unknown): boolean {

@@ -1,4 +1,5 @@
-import { PersisterError, toPersisterError } from '../errors';
+import { toPersisterError } from '../errors';
+import { withOperationTimeout } from './operationTimeout';
 
 /**
  * Runs one Redis operation bounded by `timeoutMs`: resolves its value, or rejects
@@ -12,30 +13,5 @@ export function withRedisTimeout<T>(
   op: () => Promise<T>,
   explain: (error: unknown) => unknown = (error) => error,
 ): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(
-        new PersisterError(
-          `${what} timed out after ${timeoutMs} ms. Check that Redis is reachable and not overloaded; the operation can be retried.`,
-        ),
-      );
-    }, timeoutMs);
-    timer.unref();
-    let pending: Promise<T>;
-    try {
-      pending = op();
-    } catch (error) {
-      pending = Promise.reject(error);
-    }
-    pending.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(toPersisterError(what, explain(error)));
-      },
-    );
-  });
+  return withOperationTimeout(what, timeoutMs, 'Redis', op, (error) => toPersisterError(what, explain(error)));
 }

@@ -1,6 +1,7 @@
 /** singleton-run's argument parsing, status rendering and exit codes, in process. */
 import { DEFAULT_CONFLICT_EXIT_CODE, DEFAULT_KILL_AFTER_MS, parseCli, readVersion, redactSecret, UsageError } from '../../lib/cli/args';
 import { ExitCode, signalExitCode } from '../../lib/cli/exitCodes';
+import { listJson, listText } from '../../lib/cli/list';
 import { statusJson, statusText } from '../../lib/cli/status';
 import type { LockInfo } from '../../lib/persisters/Persister';
 
@@ -110,7 +111,7 @@ describe('parseCli', () => {
     [['--name', 'x', '--conflict-exit-code', '-1', '--', 'c'], /^invalid --conflict-exit-code "-1": expected a whole number from 0 to 255/],
     [['--name', 'x', '--conflict-exit-code', '256', '--', 'c'], /^invalid --conflict-exit-code "256"/],
     [['--name', 'x', '--store', 'nope', '--', 'c'], /^invalid --store "nope": not a URL/],
-    [['--name', 'x', '--store', 'postgres://u:secret@h/db', '--', 'c'], /^invalid --store "postgres:\/\/u:\*\*\*@h\/db": unsupported scheme 'postgres:'/],
+    [['--name', 'x', '--store', 'mysql://u:secret@h/db', '--', 'c'], /^invalid --store "mysql:\/\/u:\*\*\*@h\/db": unsupported scheme 'mysql:'/],
     [['status', '--name', 'x', 'y'], /^unexpected argument 'y'$/],
     [['status', '--name', 'x', '--wait'], /^unknown option '--wait'$/],
     [['status'], /^missing --name/],
@@ -197,5 +198,68 @@ describe('status rendering', () => {
     );
     expect(statusText('job', holder, Date.parse('2026-01-01T00:01:16.000Z'))).toContain('expired:       1000 ms ago');
     expect(statusText('job', null)).toBe('"job" is free\n');
+  });
+});
+
+describe('parseCli: list and release --force', () => {
+  it('parses list with its defaults and flags', () => {
+    expect(parseCli(['list'], noEnv)).toEqual({ kind: 'list', store: undefined, prefix: '', json: false });
+    expect(parseCli(['list', '--prefix', 'jobs:', '--json', '--store', 'redis://r:6379'], noEnv)).toEqual({
+      kind: 'list',
+      store: 'redis://r:6379',
+      prefix: 'jobs:',
+      json: true,
+    });
+    expect(parseCli(['list'], { SINGLETON_STORE: 'file:///x' })).toMatchObject({ store: 'file:///x' });
+    expect(parseCli(['list', '--help'], noEnv)).toEqual({ kind: 'help' });
+    expect(usageError(['list', '--name', 'x'])).toBe("unknown option '--name'");
+    expect(usageError(['list', 'extra'])).toMatch(/unexpected argument/);
+  });
+
+  it('parses release --force, and refuses it without --force or --name', () => {
+    expect(parseCli(['release', '--force', '--name', 'job'], noEnv)).toEqual({ kind: 'release', name: 'job', store: undefined });
+    expect(usageError(['release', '--name', 'job'])).toMatch(/add --force to confirm/);
+    expect(usageError(['release', '--force'])).toMatch(/missing --name/);
+    expect(usageError(['release', '--force', '--name', 'a\u0007b'])).toMatch(/--name/);
+    expect(usageError(['release', '--force', '--name', 'job', '--store', 'ftp://x'])).toMatch(/unsupported scheme/);
+  });
+});
+
+describe('list rendering', () => {
+  const now = Date.parse('2026-01-01T00:01:05.000Z');
+  const lock = (name: string, pid: number): LockInfo => ({
+    name,
+    owner: `web-${pid}:${pid}`,
+    hostname: `web-${pid}`,
+    pid,
+    fencingToken: 1732000000000001n + BigInt(pid),
+    acquiredAt: new Date('2026-01-01T00:00:00.000Z'),
+    expiresAt: new Date('2026-01-01T00:01:15.000Z'),
+  });
+
+  it('json: an array of objects, fencing tokens as decimal strings', () => {
+    expect(listJson([lock('a', 1)])).toEqual([
+      {
+        name: 'a',
+        owner: 'web-1:1',
+        hostname: 'web-1',
+        pid: 1,
+        fencingToken: '1732000000000002',
+        acquiredAt: '2026-01-01T00:00:00.000Z',
+        expiresAt: '2026-01-01T00:01:15.000Z',
+      },
+    ]);
+    expect(listJson([])).toEqual([]);
+  });
+
+  it('text: an aligned table with a header, or one line when nothing is held', () => {
+    expect(listText([lock('a', 1), lock('long-name', 1234)], '', now).split('\n')).toEqual([
+      'NAME       OWNER          HOST      PID   FENCE             ACQUIRED                             EXPIRES IN',
+      'a          web-1:1        web-1     1     1732000000000002  2026-01-01T00:00:00.000Z (65 s ago)  10 s',
+      'long-name  web-1234:1234  web-1234  1234  1732000000001235  2026-01-01T00:00:00.000Z (65 s ago)  10 s',
+      '',
+    ]);
+    expect(listText([], '', now)).toBe('no lock held\n');
+    expect(listText([], 'jobs:', now)).toBe('no lock held whose name starts with "jobs:"\n');
   });
 });

@@ -4,13 +4,17 @@
  * commands (spec/fixtures/cli/) log, with bounded waits only.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 /** The repository root. */
 export const ROOT = resolve(__dirname, '..', '..');
 /** The CLI entry point. */
 export const MAIN = join(ROOT, 'lib', 'cli', 'main.ts');
+/** The node arguments that run the CLI from source. */
+export const FROM_SOURCE: readonly string[] = ['--import', 'tsx', MAIN];
 /** The node COMMAND fixture (see its header for flags). */
 export const CHILD = join(ROOT, 'spec', 'fixtures', 'cli', 'child.js');
 /** The shell COMMAND fixture with a background grandchild. */
@@ -37,8 +41,9 @@ export class CliProcess {
   result: CliResult | undefined;
   private readonly ended: Promise<CliResult>;
 
-  constructor(args: readonly string[], env: Record<string, string | undefined> = {}) {
-    this.process = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  /** `entry`: the node arguments naming the CLI (from source by default; a built `main.js` works too). */
+  constructor(args: readonly string[], env: Record<string, string | undefined> = {}, entry: readonly string[] = FROM_SOURCE) {
+    this.process = spawn(process.execPath, [...entry, ...args], {
       cwd: ROOT,
       env: { ...process.env, SINGLETON_RUN_DEBUG_HANDLES: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -78,9 +83,9 @@ export class CliProcess {
   }
 }
 
-/** Starts `singleton-run ARGS`. */
-export function startCli(args: readonly string[], env?: Record<string, string | undefined>): CliProcess {
-  return new CliProcess(args, env);
+/** Starts `singleton-run ARGS` (from source, or from `entry`: see {@link CliProcess}). */
+export function startCli(args: readonly string[], env?: Record<string, string | undefined>, entry?: readonly string[]): CliProcess {
+  return new CliProcess(args, env, entry);
 }
 
 /** Runs `singleton-run ARGS` to the end (bounded). */
@@ -189,3 +194,23 @@ export function killTree(pid: number): void {
 export function lines(text: string): string[] {
   return text.split('\n').filter((l) => l.trim() !== '');
 }
+
+/** A store the CLI tests run against. */
+export interface CliStore {
+  /** The `--store` URL. */
+  url: string;
+  /** Called once the test is over. */
+  cleanup(): void;
+}
+
+/** The stores the CLI tests run against, for `describe.each`: a file store in its own directory, and the global setup's Redis. */
+export const CLI_STORES: Array<[string, () => CliStore]> = [
+  [
+    'file',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'singleton-run-spec-'));
+      return { url: pathToFileURL(join(dir, 'locks')).href, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+    },
+  ],
+  ['redis', () => ({ url: process.env.REDIS_URL as string, cleanup: () => undefined })],
+];

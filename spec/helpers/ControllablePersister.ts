@@ -18,7 +18,7 @@ import type {
  */
 export class ControllablePersister implements Persister {
   readonly inner = new MemoryPersister();
-  readonly capabilities = this.inner.capabilities;
+  readonly capabilities = { ...this.inner.capabilities, list: false }; // it offers no list() / forceRelease()
   /** Every call rejects while true. */
   down = false;
   /** Renewals never answer while true. */

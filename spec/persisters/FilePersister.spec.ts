@@ -112,7 +112,7 @@ describe('FilePersister (one host, real files, real processes)', () => {
     it('defaults to <tmpdir>/singleton-process and resolves relative directories', () => {
       expect(new FilePersister().dir).toBe(join(tmpdir(), 'singleton-process'));
       expect(new FilePersister({ dir: 'locks' }).dir).toBe(resolve('locks'));
-      expect(new FilePersister().capabilities).toEqual({ serverClock: true, notify: true, fencing: true, persistent: true });
+      expect(new FilePersister().capabilities).toEqual({ serverClock: true, notify: true, fencing: true, persistent: true, list: true });
     });
 
     it('creates its directory (0o700, with parents) on first use', async () => {

@@ -11,11 +11,19 @@
  *    constructor validation, and a down server → PersisterError, no hang.
  */
 import { randomBytes } from 'node:crypto';
-import { Long, MongoClient, type Collection, type Document } from 'mongodb';
+import { Long, MongoClient, type Collection, type Db, type Document } from 'mongodb';
+import { Coalescer } from '../../lib/Coalescer';
+import { MongoOutcomeStore } from '../../lib/coalescer/MongoOutcomeStore';
+import { outcomeStoreFor } from '../../lib/coalescer/OutcomeStore';
 import { PersisterError } from '../../lib/errors';
 import { MongoPersister } from '../../lib/persisters/MongoPersister';
 import {
+  EVICTION_FIELDS,
+  evictedFilter,
+  forceReleasePipeline,
+  listFilter,
   NEXT_FENCE,
+  WITHOUT_TOKEN,
   acquireFilter,
   acquirePipeline,
   heldByFilter,
@@ -26,7 +34,7 @@ import {
   toFencingToken,
 } from '../../lib/persisters/mongoOperations';
 import { freePort } from '../setup/redisServer';
-import { describePersister, newToken, testOwner } from './conformance';
+import { describePersister, newToken, testOwner, waitUntil } from './conformance';
 
 // ---------------------------------------------------------------------------------------------
 // 1. Conformance against a real server, or a loud, named "not run".
@@ -79,12 +87,61 @@ if (MONGODB_URL || MEMORY_SERVER) {
       };
     });
   }
+  describe(`Coalescer on MongoDB (${MONGODB_URL ? 'MONGODB_URL' : 'mongodb-memory-server'}): outcomes in <collection>_outcomes`, () => {
+    let target: MongoTarget;
+    let client: MongoClient;
+    let db: Db;
+    const collectionName = `coalescer_${randomBytes(4).toString('hex')}`;
+    beforeAll(async () => {
+      target = await startTarget();
+      client = new MongoClient(target.url, { serverSelectionTimeoutMS: 5_000 });
+      db = client.db(process.env.MONGODB_DB ?? 'singleton_test');
+    });
+    afterAll(async () => {
+      for (const name of [collectionName, `${collectionName}_outcomes`]) await db.collection(name).drop().catch(() => undefined);
+      await client.close();
+      await target.stop?.();
+    });
+
+    it('runs fn once for two Coalescers (no outcomes option), the waiter polling the stored outcome; it expires by the server clock', async () => {
+      const a = new Coalescer(new MongoPersister(db, { collection: collectionName }), { resultTtlMs: 1_000, retryIntervalMs: 50 });
+      const b = new Coalescer(new MongoPersister(db, { collection: collectionName }), { resultTtlMs: 1_000, retryIntervalMs: 50 });
+      try {
+        let runs = 0;
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        const fromA = a.run('report', async () => {
+          runs++;
+          await gate;
+          return { total: 42 };
+        });
+        await waitUntil(async () => (await db.collection(collectionName).countDocuments({ _id: 'report' } as Document)) === 1, 5_000, 'a to hold');
+        const fromB = b.run('report', async () => {
+          runs++;
+          return { total: -1 };
+        });
+        release();
+        expect(await fromA).toEqual({ total: 42 });
+        expect(await fromB).toEqual({ total: 42 });
+        expect(runs).toBe(1);
+        const stored = await db.collection(`${collectionName}_outcomes`).findOne({ _id: 'report' } as Document);
+        expect(JSON.parse(String(stored?.outcome))).toMatchObject({ ok: true, value: { total: 42 } });
+        await waitUntil(async () => (await (outcomeStoreFor(new MongoPersister(db, { collection: collectionName })).store.get('report'))) === null, 5_000, 'the outcome to expire');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
 } else {
   const reason = 'no MongoDB — set MONGODB_URL=mongodb://… to run';
   // eslint-disable-next-line no-console
-  console.warn(`MongoPersister conformance suite NOT RUN (${reason}).`);
+  console.warn(`MongoPersister conformance suite and the Coalescer's MongoDB outcome store NOT RUN (${reason}).`);
   describe(`MongoPersister conformance (not run: ${reason})`, () => {
     it.todo(`run the persister conformance suite against MongoDB (${reason})`);
+  });
+  describe(`Coalescer on MongoDB (not run: ${reason})`, () => {
+    it.todo(`run the Coalescer with its outcomes in <collection>_outcomes against MongoDB (${reason})`);
   });
 }
 
@@ -174,6 +231,36 @@ describe('MongoPersister: filters and pipelines', () => {
 
   it('inspect reads a live lease by the server clock', () => {
     expect(liveFilter('job')).toEqual({ _id: 'job', token: { $ne: null }, $expr: { $gt: ['$expiresAt', '$$NOW'] } });
+  });
+
+  it('forced release ends whoever holds it, keeps the fence and notes the eviction on the server (its token never read back)', () => {
+    const pipeline = forceReleasePipeline({ hostname: 'ops-host', pid: 7 });
+    expect(pipeline).toEqual([
+      {
+        $set: {
+          evicted: { token: '$token', at: '$$NOW', hostname: { $literal: 'ops-host' }, pid: { $literal: 7 }, fence: '$fence' },
+          token: { $literal: null },
+          expiresAt: '$$NOW',
+          released: { $literal: true },
+        },
+      },
+      { $unset: 'expired' },
+    ]);
+    expectNoClientClock(pipeline);
+    expect(WITHOUT_TOKEN).toEqual({ token: 0, 'evicted.token': 0 });
+    expect(evictedFilter('job', 'tok')).toEqual({ _id: 'job', 'evicted.token': 'tok' });
+    expect(EVICTION_FIELDS).not.toHaveProperty('evicted.token');
+  });
+
+  it('list reads live leases by the server clock, under a prefix taken literally', () => {
+    expect(listFilter('')).toEqual({ token: { $ne: null }, $expr: { $gt: ['$expiresAt', '$$NOW'] } });
+    expect(listFilter('a.b*(c)[d]$^')).toEqual({
+      _id: { $regex: '^a\\.b\\*\\(c\\)\\[d\\]\\$\\^' },
+      token: { $ne: null },
+      $expr: { $gt: ['$expiresAt', '$$NOW'] },
+    });
+    expect(new RegExp((listFilter('a.b*') as { _id: { $regex: string } })._id.$regex).test('a.b*x')).toBe(true);
+    expect(new RegExp((listFilter('a.b*') as { _id: { $regex: string } })._id.$regex).test('aXb*x')).toBe(false);
   });
 
   it('fences come back as numbers whatever BSON type the driver returns', () => {
@@ -288,8 +375,17 @@ function evaluate(expr: unknown, doc: Doc, now: Date): unknown {
   return out;
 }
 
+/** The value at a dotted path (`evicted.token`). */
+function at(doc: Doc, path: string): unknown {
+  return path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Doc)[k] : undefined), doc);
+}
+
 function matches(filter: Doc, doc: Doc, now: Date): boolean {
   return Object.entries(filter).every(([key, cond]) => {
+    if (key.includes('.')) return cond !== null && typeof cond !== 'object' && compare(at(doc, key), cond) === 0;
+    if (cond !== null && typeof cond === 'object' && '$regex' in (cond as Doc)) {
+      return typeof doc[key] === 'string' && new RegExp((cond as Doc).$regex as string).test(doc[key] as string);
+    }
     if (key === '$or') return (cond as Doc[]).some((f) => matches(f, doc, now));
     if (key === '$expr') return evaluate(cond, doc, now) === true;
     if (cond !== null && typeof cond === 'object' && '$ne' in (cond as Doc)) {
@@ -323,8 +419,24 @@ function applyPipeline(pipeline: Doc[], input: Doc, now: Date): Doc {
 function project(doc: Doc, projection: Doc | undefined): Doc {
   if (!projection) return doc;
   const include = Object.entries(projection).filter(([, v]) => v === 1).map(([k]) => k);
-  if (include.length > 0) return Object.fromEntries(Object.entries(doc).filter(([k]) => k === '_id' || include.includes(k)));
-  return Object.fromEntries(Object.entries(doc).filter(([k]) => projection[k] !== 0));
+  if (include.length > 0) {
+    const out: Doc = projection._id === 0 ? {} : { _id: doc._id };
+    for (const path of include) {
+      const value = at(doc, path);
+      if (value === undefined) continue;
+      const keys = path.split('.');
+      let target = out;
+      for (const k of keys.slice(0, -1)) target = (target[k] ??= {}) as Doc;
+      target[keys[keys.length - 1]] = value;
+    }
+    return out;
+  }
+  const out: Doc = Object.fromEntries(Object.entries(doc).filter(([k]) => projection[k] !== 0));
+  for (const path of Object.keys(projection).filter((k) => k.includes('.') && projection[k] === 0)) {
+    const [head, ...rest] = path.split('.');
+    if (out[head] !== null && typeof out[head] === 'object') out[head] = project(out[head] as Doc, { [rest.join('.')]: 0 });
+  }
+  return out;
 }
 
 /**
@@ -380,6 +492,12 @@ class ModelCollection {
     return current && matches(filter, current, this.now) ? this.out(current, options.projection as Doc) : null;
   }
 
+  find(filter: Doc, options: Doc): { toArray(): Promise<Doc[]> } {
+    this.calls.push({ method: 'find', filter, options });
+    const found = [...this.docs.values()].filter((d) => matches(filter, d, this.now)).map((d) => this.out(d, options.projection as Doc));
+    return { toArray: async () => found };
+  }
+
   advance(ms: number): void {
     this.now = new Date(this.now.getTime() + ms);
   }
@@ -419,7 +537,7 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
       options: {
         upsert: true,
         returnDocument: 'after',
-        projection: { token: 0 },
+        projection: { token: 0, 'evicted.token': 0 },
         writeConcern: { w: 'majority' },
         includeResultMetadata: false,
       },
@@ -435,7 +553,7 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
     if (!other.acquired && first.acquired) expect(other.holder).toEqual(first.lease);
     expect(model.calls.map((c) => c.method)).toEqual(['findOneAndUpdate', 'findOneAndUpdate', 'findOne']);
     expect(model.calls[2].filter).toEqual(liveFilter('n'));
-    expect(model.calls[2].options).toEqual({ projection: { token: 0, expired: 0 }, readPreference: 'primary' });
+    expect(model.calls[2].options).toEqual({ projection: { token: 0, 'evicted.token': 0, expired: 0 }, readPreference: 'primary' });
     const again = await persister.acquire({ name: 'n', token: 't1', ttlMs: 1_000, owner: a });
     expect(again.acquired && first.acquired).toBe(true);
     if (again.acquired && first.acquired) {
@@ -513,6 +631,26 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
     await expect(persister.acquire({ name: 'm', token: 't1', ttlMs: 1_000, owner: a })).rejects.toBeInstanceOf(PersisterError);
   });
 
+  it('forced release: the evicted holder is told taken-over, never sees a token, and the next fence is higher', async () => {
+    const { model, persister } = modelPersister();
+    const first = await persister.acquire({ name: 'n', token: 't1', ttlMs: 10_000, owner: a });
+    await persister.acquire({ name: 'm', token: 't9', ttlMs: 10_000, owner: b });
+    expect((await persister.list()).map((l) => l.name)).toEqual(['m', 'n']);
+    expect((await persister.list({ prefix: 'n' })).map((l) => l.owner)).toEqual([a.owner]);
+    model.advance(100);
+    const evicted = await persister.forceRelease('n');
+    if (first.acquired) expect(evicted).toEqual(first.lease);
+    expect(await persister.forceRelease('n')).toBeNull();
+    expect(await persister.inspect('n')).toBeNull();
+    const told = await persister.renew({ name: 'n', token: 't1', ttlMs: 1_000 });
+    expect(told).toMatchObject({ renewed: false, holder: { name: 'n', owner: 'release --force', acquiredAt: model.now } });
+    expect(JSON.stringify(told)).not.toContain('t1');
+    const second = await persister.acquire({ name: 'n', token: 't2', ttlMs: 1_000, owner: b });
+    expect(second.acquired && first.acquired && BigInt(second.lease.fencingToken) > BigInt(first.lease.fencingToken)).toBe(true);
+    expect(second.acquired && second.expired).toBeUndefined();
+    expect(JSON.stringify(model.calls.filter((c) => c.method === 'find').map((c) => c.options))).toContain('"evicted":0');
+  });
+
   it('driver errors become PersisterError with the cause kept', async () => {
     const { model, persister } = modelPersister();
     const boom = Object.assign(new Error('connection reset'), { code: 6 });
@@ -546,6 +684,21 @@ describe('MongoPersister: pipeline semantics (model evaluator, not a server)', (
 // 2c. Construction and a down server.
 // ---------------------------------------------------------------------------------------------
 
+describe('MongoPersister: the Coalescer keeps its outcomes beside the leases (no server)', () => {
+  it('in <collection>_outcomes of the same database, polled (no subscribe), with the persister\'s write concern', async () => {
+    const client = new MongoClient('mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=100'); // never connected
+    const persister = new MongoPersister(client.db('app'), { collection: 'locks', writeConcern: { w: 2 } });
+    const { store, owned } = outcomeStoreFor(persister);
+    expect(store).toBeInstanceOf(MongoOutcomeStore);
+    expect(owned).toBe(true);
+    expect((store as MongoOutcomeStore).collection.collectionName).toBe('locks_outcomes');
+    expect((store as MongoOutcomeStore).collection.dbName).toBe('app');
+    expect(store.subscribe).toBeUndefined();
+    await expect(store.get('k')).rejects.toBeInstanceOf(PersisterError);
+    await client.close();
+  });
+});
+
 describe('MongoPersister: construction', () => {
   const client = new MongoClient('mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=100'); // never connected
   const db = client.db('app');
@@ -555,7 +708,7 @@ describe('MongoPersister: construction', () => {
     expect(new MongoPersister(db).collection.collectionName).toBe('singleton_leases');
     expect(new MongoPersister(db, { collection: 'leases' }).collection.collectionName).toBe('leases');
     expect(new MongoPersister(db).collection.dbName).toBe('app');
-    expect(new MongoPersister(db).capabilities).toEqual({ serverClock: true, notify: false, fencing: true, persistent: true });
+    expect(new MongoPersister(db).capabilities).toEqual({ serverClock: true, notify: false, fencing: true, persistent: true, list: true });
   });
 
   it('rejects what is not a Collection or Db, and bad options, with TypeErrors naming them', () => {

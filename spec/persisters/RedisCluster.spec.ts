@@ -59,6 +59,27 @@ describe('RedisPersister on a Redis Cluster', () => {
     for (let i = 0; i < names.length; i++) expect(await p.release({ name: names[i], token: tokens[i] })).toBe(true);
   });
 
+  it('lists the leases of every master (SCAN on each), and force-releases one on any node', async () => {
+    const p = persister();
+    const base = `list-${Date.now()}-`;
+    const names = Array.from({ length: 30 }, (_, i) => `${base}${String(i).padStart(2, '0')}`);
+    const tokens = names.map(() => newToken());
+    for (let i = 0; i < names.length; i++) await p.acquire({ name: names[i], token: tokens[i], ttlMs: 10_000, owner: testOwner(i) });
+    const admin = connect();
+    const slots = await admin.cluster('SLOTS');
+    const owners = new Set<string>();
+    for (const name of names) owners.add(nodeOf(slots, Number(await admin.cluster('KEYSLOT', `cluster:{${name}}`))));
+    expect(owners.size).toBeGreaterThan(1); // the leases live on more than one master
+    expect((await p.list({ prefix: base })).map((l) => l.name)).toEqual(names);
+    // A fresh client knows no node yet: list() connects it before scanning every master.
+    expect((await persister().list({ prefix: base })).map((l) => l.name)).toEqual(names);
+    const evicted = await p.forceRelease(names[7]);
+    expect(evicted?.owner).toBe(testOwner(7).owner);
+    const told = await p.renew({ name: names[7], token: tokens[7], ttlMs: 10_000 });
+    expect(told.renewed === false && told.holder?.owner).toBe('release --force');
+    expect((await p.list({ prefix: base })).map((l) => l.name)).toEqual(names.filter((_, i) => i !== 7));
+  });
+
   it('keeps a name that starts with "}" in one slot too', async () => {
     const p = persister();
     const name = `}odd-${Date.now()}`;
@@ -87,3 +108,11 @@ describe('RedisPersister on a Redis Cluster', () => {
     await b.release();
   });
 });
+
+/** The `host:port` of the master serving `slot`, from a CLUSTER SLOTS reply. */
+function nodeOf(slots: unknown, slot: number): string {
+  for (const [from, to, master] of slots as Array<[number, number, [string, number]]>) {
+    if (slot >= from && slot <= to) return `${master[0]}:${master[1]}`;
+  }
+  return 'none';
+}

@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { LockInfo, OwnerInfo, Persister, RenewResult } from '../../lib/persisters/Persister';
+import { describeOperatorConformance } from './operatorConformance';
 
 /** What a store's spec hands to {@link describePersister}. */
 export interface PersisterFixture {
@@ -351,5 +352,7 @@ export function describePersister(label: string, factory: () => Promise<Persiste
       );
       return { token, lease: lease as LockInfo };
     }
+
+    describeOperatorConformance(() => p);
   });
 }

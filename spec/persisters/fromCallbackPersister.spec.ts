@@ -223,17 +223,21 @@ describe('fromCallbackPersister: stale locks (seed lockExpireSeconds)', () => {
     }
   });
 
-  it('a holder stops at staleAfterMs: renew refuses, release leaves the (maybe someone else’s) lock alone', async () => {
+  it('a renewing holder re-creates its lock half-way through staleAfterMs; one that stops renewing is refused at staleAfterMs, and its release leaves the (maybe someone else’s) lock alone', async () => {
     jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
     try {
       const store = new SeedStore();
       const p = fromCallbackPersister(store, { staleAfterMs: 5_000 });
       await p.acquire({ name: 'job', token: 't1', ttlMs: 2_000, owner: A });
-      jest.setSystemTime(Date.now() + 4_000);
+      const createdFirst = (store.locks.get('job') as Date).getTime();
+      jest.setSystemTime(Date.now() + 3_000);
       const renewed = await p.renew({ name: 'job', token: 't1', ttlMs: 2_000 });
       expect(renewed.renewed).toBe(true);
-      if (renewed.renewed) expect(renewed.expiresAt.getTime()).toBe(Date.now() + 1_000); // capped at staleAfterMs
-      jest.setSystemTime(Date.now() + 1_000);
+      if (renewed.renewed) expect(renewed.expiresAt.getTime()).toBe(Date.now() + 2_000);
+      // Re-created: to everyone else, the lock is young again.
+      expect((store.locks.get('job') as Date).getTime()).toBe(createdFirst + 3_000);
+      // No renewal for staleAfterMs: others may take it over now, so this holder is refused.
+      jest.setSystemTime(Date.now() + 5_000);
       expect(await p.renew({ name: 'job', token: 't1', ttlMs: 2_000 })).toEqual({ renewed: false, holder: null });
       expect(await p.release({ name: 'job', token: 't1' })).toBe(false);
       expect(store.locks.has('job')).toBe(true);

@@ -6,6 +6,7 @@ import { PersisterError, SingletonError } from '../../lib/errors';
 import { FilePersister } from '../../lib/persisters/FilePersister';
 import { MongoPersister } from '../../lib/persisters/MongoPersister';
 import type { Persister } from '../../lib/persisters/Persister';
+import { PostgresPersister } from '../../lib/persisters/PostgresPersister';
 import { RedisPersister } from '../../lib/persisters/RedisPersister';
 import {
   createPersisterFromUrl,
@@ -14,6 +15,8 @@ import {
   redactUrl,
   type DriverImporter,
 } from '../../lib/persisters/fromUrl';
+import type { Pool } from 'pg';
+import { describePostgres, POSTGRES_URL, testPool, uniqueTable } from '../helpers/postgres';
 import { freePort } from '../setup/redisServer';
 import { newToken, testOwner, waitUntil } from './conformance';
 
@@ -154,6 +157,64 @@ describe('persisterFromUrl: mongodb', () => {
   });
 });
 
+describePostgres('persisterFromUrl: postgres', () => {
+  const url = POSTGRES_URL as string;
+  const withParams = (params: string) => `${url}${url.includes('?') ? '&' : '?'}${params}`;
+
+  it('makes a PostgresPersister on a pool it owns: ?table= and ?schema= taken out, the table made on first use, close() ends the pool', async () => {
+    const table = uniqueTable('fromurl');
+    const admin = testPool({ max: 1 });
+    try {
+      for (const scheme of ['postgres:', 'postgresql:']) {
+        const persister = (await persisterFromUrl(withParams(`table=${table}&schema=public`).replace(/^postgres(ql)?:/, scheme))) as PostgresPersister;
+        expect(persister).toBeInstanceOf(PostgresPersister);
+        expect(persister.table).toBe(`public.${table}`);
+        const token = newToken();
+        const result = await persister.acquire({ name: `job-${scheme}`, token, ttlMs: 10_000, owner: testOwner(1) });
+        expect(result.acquired).toBe(true);
+        const { rows } = await admin.query(`SELECT name FROM public."${table}" WHERE name = $1`, [`job-${scheme}`]);
+        expect(rows).toHaveLength(1);
+        const pool = persister.pgPool as Pool;
+        expect(pool.totalCount).toBeGreaterThan(0);
+        await persister.close();
+        expect(pool.ended).toBe(true);
+      }
+    } finally {
+      await admin.query(`DROP TABLE IF EXISTS public."${table}"`);
+      await admin.end();
+    }
+  });
+
+  it('takes ?operationTimeoutMs=, the options winning over the URL', async () => {
+    const fromUrl = (await make(withParams('operationTimeoutMs=1234&table=a'))) as PostgresPersister;
+    expect(fromUrl.operationTimeoutMs).toBe(1234);
+    expect(fromUrl.table).toBe('a');
+    const fromOption = (await make(withParams('operationTimeoutMs=1234&table=a'), { operationTimeoutMs: 99, table: 'b' })) as PostgresPersister;
+    expect(fromOption.operationTimeoutMs).toBe(99);
+    expect(fromOption.table).toBe('b');
+    await expect(persisterFromUrl(withParams('operationTimeoutMs=soon'))).rejects.toThrow(/operationTimeoutMs/);
+    await expect(persisterFromUrl(withParams('table=Robert%27;DROP'))).rejects.toThrow(TypeError);
+  });
+
+  it('an unreachable server is a PersisterError on the first operation, without the password, and close() does not hang', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const persister = await persisterFromUrl(`postgres://u:hunter2@127.0.0.1:${port}/db`, { operationTimeoutMs: 1_000 });
+    expect(Date.now() - started).toBeLessThan(500);
+    const error = await persister.acquire({ name: 'job', token: newToken(), ttlMs: 1_000, owner: testOwner(1) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PersisterError);
+    expect((error as Error).message).toMatch(/ECONNREFUSED/);
+    expect((error as Error).message).not.toContain('hunter2');
+    expect(Date.now() - started).toBeLessThan(3_000);
+    const closing = Date.now();
+    await persister.close();
+    expect(Date.now() - closing).toBeLessThan(2_000);
+  });
+});
+
 describe('persisterFromUrl: file', () => {
   it('maps file URLs to FilePersister directories', async () => {
     const dir = join(tmpdir(), `fromurl-${randomBytes(4).toString('hex')}`);
@@ -182,7 +243,8 @@ describe('persisterFromUrl: bad URLs', () => {
     [''],
     ['localhost:6379'],
     ['http://example.com'],
-    ['postgres://user:hunter2@db/app'],
+    ['mysql://user:hunter2@db/app'],
+    ['postgres:/user:hunter2@db/app'],
     ['redis:no-slashes'],
     ['redis://[::1'],
   ])('%p → TypeError listing the supported schemes', async (url) => {
@@ -192,7 +254,7 @@ describe('persisterFromUrl: bad URLs', () => {
     );
     expect(error).toBeInstanceOf(TypeError);
     const message = (error as Error).message;
-    for (const scheme of ['redis://', 'rediss://', 'mongodb://', 'mongodb+srv://', 'file:']) expect(message).toContain(scheme);
+    for (const scheme of ['redis://', 'rediss://', 'mongodb://', 'mongodb+srv://', 'postgres://', 'postgresql://', 'file:']) expect(message).toContain(scheme);
     expect(message).not.toContain('hunter2');
   });
 
@@ -200,6 +262,8 @@ describe('persisterFromUrl: bad URLs', () => {
     expect(redactUrl('redis://:pw@h:1/0')).toBe('redis://:***@h:1/0');
     expect(redactUrl('mongodb://u:p@a,b/db')).toBe('mongodb://u:***@a,b/db');
     expect(redactUrl('redis://h:1/0')).toBe('redis://h:1/0');
+    expect(redactUrl('postgres://u:secret@h:5432/db?table=t')).toBe('postgres://u:***@h:5432/db?table=t');
+    expect(redactUrl('postgresql://h/db?user=u&password=secret&sslmode=require')).toBe('postgresql://h/db?user=u&password=***&sslmode=require');
   });
 });
 
@@ -215,6 +279,8 @@ describe('persisterFromUrl: missing driver', () => {
     ['rediss://127.0.0.1:6379', 'ioredis'],
     ['mongodb://127.0.0.1/db', 'mongodb'],
     ['mongodb+srv://cluster.example.invalid/db', 'mongodb'],
+    ['postgres://127.0.0.1/db', 'pg'],
+    ['postgresql://u:p@127.0.0.1/db', 'pg'],
   ])('%s without %s → SINGLETON_DRIVER_MISSING saying what to install', async (url, driver) => {
     const error = await createPersisterFromUrl(url, {}, missing(driver)).then(
       () => undefined,

@@ -1,4 +1,4 @@
-/** Stops the redis-server the global setup started. */
+/** Stops the servers the global setup started. */
 export default async function globalTeardown(): Promise<void> {
-  await globalThis.__SINGLETON_REDIS__?.stop();
+  await Promise.all([globalThis.__SINGLETON_REDIS__?.stop(), globalThis.__SINGLETON_POSTGRES__?.stop()]);
 }

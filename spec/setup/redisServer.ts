@@ -41,12 +41,15 @@ function waitForPort(port: number, deadline: number): Promise<void> {
   });
 }
 
-/** Starts redis-server on `port` (a free one by default) and resolves once it accepts connections. */
-export async function startRedisServer(port?: number): Promise<RedisServer> {
+/**
+ * Starts redis-server on `port` (a free one by default) and resolves once it accepts connections.
+ * `extraArgs` are appended to the command line (e.g. `['--dir', tmp]`).
+ */
+export async function startRedisServer(port?: number, extraArgs: readonly string[] = []): Promise<RedisServer> {
   const p = port ?? (await freePort());
   const child = spawn(
     'redis-server',
-    ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'],
+    ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', ...extraArgs],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const failed = new Promise<never>((_, reject) => {

@@ -45,6 +45,22 @@ export interface LeaseRecord {
   released: boolean;
   /** The process that actually wrote the lease, whose death frees it at once. */
   holder: ProcessIdentity;
+  /** The last lease ended by a forced release (kept across later leases), so its holder learns it was evicted. */
+  evicted?: EvictedLease;
+}
+
+/** A lease ended by `forceRelease()`, as its record keeps it. */
+export interface EvictedLease {
+  /** SHA-256 (hex) of the evicted holder's token. */
+  tokenHash: string;
+  /** When it was ended (ms since the epoch, host clock). */
+  at: number;
+  /** Host of the process that forced the release. */
+  hostname: string;
+  /** Its pid. */
+  pid: number;
+  /** The evicted lease's fence. */
+  fence: number;
 }
 
 /** SHA-256 of a token, as stored. */
@@ -92,7 +108,19 @@ function parse(text: string): LeaseRecord | null {
   ) {
     return null;
   }
-  return { ...(value as unknown as LeaseRecord), holder };
+  const { evicted, ...rest } = value as unknown as LeaseRecord;
+  return isEvictedLease(evicted) ? { ...rest, holder, evicted } : { ...rest, holder };
+}
+
+function isEvictedLease(value: unknown): value is EvictedLease {
+  const e = value as Record<string, unknown> | null | undefined;
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof e.tokenHash === 'string' &&
+    typeof e.hostname === 'string' &&
+    ['at', 'pid', 'fence'].every((key) => typeof e[key] === 'number' && Number.isFinite(e[key]))
+  );
 }
 
 /**
@@ -101,20 +129,25 @@ function parse(text: string): LeaseRecord | null {
  * is seeded from the clock, so it still increases.
  */
 export function readRecord(paths: LockPaths, name: string, dir: string): LeaseRecord | null {
-  let text: string;
-  try {
-    text = readFileSync(paths.state, 'utf8');
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return null;
-    throw fileError('reading the lock file', paths.state, dir, error);
-  }
-  const record = parse(text);
+  const record = readRecordFile(paths.state, dir);
   if (record && record.name !== name) {
     throw new PersisterError(
       `FilePersister: ${paths.state} holds lock "${record.name}", not "${name}" (a hash collision or a foreign file). Remove the file or use another directory.`,
     );
   }
   return record;
+}
+
+/** Reads the record file at `path`; null when it is absent or does not parse. */
+export function readRecordFile(path: string, dir: string): LeaseRecord | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return null;
+    throw fileError('reading the lock file', path, dir, error);
+  }
+  return parse(text);
 }
 
 /**

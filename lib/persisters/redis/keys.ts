@@ -37,6 +37,11 @@ export function recordKey(lease: string): string {
   return `${lease}:fence`;
 }
 
+/** Eviction note of the lease at `lease` (written by `forceRelease()`): `<lease>:evicted`. */
+export function evictionKey(lease: string): string {
+  return `${lease}:evicted`;
+}
+
 /** Release channel of `name`: `<prefix>{<name>}:released`. */
 export function releaseChannel(prefix: string, name: string): string {
   return `${leaseKey(prefix, name)}${RELEASED_SUFFIX}`;

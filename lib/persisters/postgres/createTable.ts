@@ -1,0 +1,23 @@
+import { isTrue } from './rows';
+import { type PgQueryable, withTimeout } from './connection';
+import { plain, quoted, type TableName } from './identifiers';
+
+/**
+ * Runs `ddl` (a `CREATE TABLE IF NOT EXISTS`) only when the table is missing: creating
+ * needs a privilege (CREATE on the schema) that using an existing table does not, so a
+ * role that may only read and write the table still works with the table in place.
+ */
+export async function createTableIfMissing(pool: PgQueryable, name: TableName, ddl: string, timeoutMs: number): Promise<void> {
+  await withTimeout(`Creating the table ${plain(name)}`, timeoutMs, async () => {
+    const { rows } = await pool.query('SELECT to_regclass($1::text) IS NOT NULL AS present', [quoted(name)]);
+    if (isTrue((rows[0] as { present?: unknown } | undefined)?.present)) return;
+    try {
+      await pool.query(ddl);
+    } catch (error) {
+      // Two processes creating it at once: one of them meets the other's catalog row.
+      const code = (error as { code?: unknown }).code;
+      if (code !== '23505' && code !== '42P07') throw error;
+    }
+  });
+}
+
