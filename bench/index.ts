@@ -7,7 +7,7 @@
  * and on SIGKILL of this process a watchdog stops redis-server and the
  * fixtures exit when their IPC channel closes).
  *
- * Options: `--quick`; `--only=throughput,handover,…` to run some scenarios;
+ * Options: `--quick`; `--only=throughput,handover,…` to run some scenarios (ids: throughput, contention, handover, crash, scale, postgres, keepalive, scripts);
  * `--out=PATH` for the JSON file.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -133,7 +133,7 @@ function parseArgs(argv: string[]): { quick: boolean; source: boolean; only?: Se
     else if (arg.startsWith('--only=')) only = new Set(arg.slice(7).split(','));
     else if (arg.startsWith('--out=')) out = resolve(arg.slice(6));
     else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [--only=throughput,contention,handover,crash,scale,postgres,keepalive] [--out=FILE] [--source]\n' +
+      process.stdout.write('usage: npm run bench [-- --quick] [--only=throughput,contention,handover,crash,scale,postgres,keepalive,scripts] [--out=FILE] [--source]\n' +
           '  --source: run lib/ through tsx instead of the transpiled JavaScript (slower: esbuild keepNames)\n');
       process.exit(0);
     } else {
@@ -164,7 +164,11 @@ async function main(): Promise<void> {
   const { default: scale } = await import('./scenarios/scale');
   const { default: postgresScenario } = await import('./scenarios/postgres');
   const { default: keepAlive } = await import('./scenarios/keepAlive');
-  const scenarios: Scenario[] = [throughput, contention, handover, crash, scale, postgresScenario, keepAlive].filter((s) => !args.only || args.only.has(s.id));
+  const { default: scripts } = await import('./scenarios/scripts');
+  const all: Scenario[] = [throughput, contention, handover, crash, scale, postgresScenario, keepAlive, scripts];
+  const unknown = [...(args.only ?? [])].filter((id) => !all.some((s) => s.id === id));
+  if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')} in --only (known: ${all.map((s) => s.id).join(', ')})`);
+  const scenarios = all.filter((s) => !args.only || args.only.has(s.id));
 
   server = await startRedisServer();
   watchdog = startWatchdog(server.process.pid as number);

@@ -1,14 +1,9 @@
 import type { Cluster, Redis } from 'ioredis';
-import { PersisterError, toPersisterError } from '../errors';
-import { redisThreadDescriptor } from '../keepAlive/redisDescriptor';
+import { toPersisterError } from '../errors';
 import type { ThreadDescriptor } from '../keepAlive/descriptor';
-import { checkBoolean, checkInteger, describeValue, expected } from '../validate';
+import { redisThreadDescriptor } from '../keepAlive/redisDescriptor';
 import { getDefaultLogger, isLogger, type Logger } from '../logger';
-import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
-import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
-import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
-import { RedisAdmin } from './redis/admin';
-import { withRedisTimeout } from './redisTimeout';
+import { checkBoolean, checkInteger, expected } from '../validate';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -20,15 +15,20 @@ import type {
   RenewRequest,
   RenewResult,
 } from './Persister';
-import {
-  ACQUIRE_SCRIPT,
-  INSPECT_SCRIPT,
-  RELEASE_SCRIPT,
-  RENEW_MANY_CHUNK,
-  RENEW_MANY_SCRIPT,
-  RENEW_SCRIPT,
-  type RedisScript,
-} from './redisScripts';
+import { acquireLease } from './redis/acquire';
+import { inspectLease } from './redis/inspect';
+import { keysOfChannel, type LockKeys, lockKeys, releaseChannel } from './redis/keys';
+import { encodeHolder } from './redis/record';
+import { releaseLease } from './redis/release';
+import { renewLease } from './redis/renew';
+import { renewLeases } from './redis/renewMany';
+import type { ScriptClient } from './redis/script';
+import { RedisAdmin } from './redis/admin';
+import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
+import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
+import { markWatched } from './redis/watch';
+import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
+import { withRedisTimeout } from './redisTimeout';
 
 /** Options of {@link RedisPersister}. */
 export interface RedisPersisterOptions {
@@ -61,47 +61,21 @@ export const REDIS_PERSISTER_DEFAULTS = Object.freeze({
   ownsClient: false,
 });
 
-type Arg = string | number;
-type PipelineReply = Array<[Error | null, unknown]> | null;
-
-/** The slice of ioredis this persister uses (the same on `Redis` and `Cluster`). */
-interface ScriptClient {
-  readonly isCluster?: boolean;
+/** The slice of ioredis this persister uses (the same on `Redis` and `Cluster`): the scripts' and the connection's. */
+interface PersisterClient extends ScriptClient {
   readonly status?: string;
-  evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
-  eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
-  script(subcommand: 'LOAD', source: string): Promise<unknown>;
-  pipeline(): { evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): unknown; exec(): Promise<PipelineReply> };
   duplicate(...overrides: unknown[]): SubscriberConnection;
   quit(): Promise<unknown>;
   disconnect(): void;
   on(event: 'error' | 'ready', listener: (error: Error) => void): unknown;
 }
 
-/** The lock's holder as the scripts return it: owner, host, pid, fence, at, exp. */
-function holderFrom(name: string, reply: readonly string[], offset: number): LockInfo {
-  const [owner, hostname, pid, fence, at, exp] = reply.slice(offset, offset + 6);
-  return {
-    name,
-    owner,
-    hostname,
-    pid: Number(pid),
-    fencingToken: Number(fence),
-    acquiredAt: new Date(Number(at)),
-    expiresAt: new Date(Number(exp)),
-  };
-}
-
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.includes('NOSCRIPT');
-}
-
-function checkClient(client: unknown): ScriptClient {
+function checkClient(client: unknown): PersisterClient {
   const c = client as Record<string, unknown> | null;
   if (!c || typeof c !== 'object' || !['evalsha', 'eval', 'duplicate'].every((m) => typeof c[m] === 'function')) {
     throw new TypeError(expected('client', 'an ioredis Redis or Cluster client', client));
   }
-  return client as ScriptClient;
+  return client as PersisterClient;
 }
 
 /**
@@ -129,7 +103,7 @@ export class RedisPersister implements Persister {
   /** Longest wait for one store operation, in ms. */
   readonly operationTimeoutMs: number;
 
-  private readonly client: ScriptClient;
+  private readonly client: PersisterClient;
   private readonly ownsClient: boolean;
 
   /** The ioredis client this persister runs on (the `Coalescer` keeps outcomes beside the leases). */
@@ -176,55 +150,43 @@ export class RedisPersister implements Persister {
         this.lastConnectionError = undefined;
       });
     }
-    // After a reconnect every watcher is woken once: a release may have been missed meanwhile.
-    this.releases = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this), (_channel, listeners) =>
-      deliver(listeners, ''),
-    );
+    // After a reconnect every watcher is woken once, as a release may have been missed meanwhile,
+    // and the name is marked again, as a restarted Redis may have lost its mark.
+    this.releases = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this), (channel, listeners) => {
+      const lock = keysOfChannel(this.keyPrefix, channel);
+      const what = `Watching lock "${lock.name}"`;
+      this.timed(what, () => markWatched(this.client, lock, what)).catch(() => undefined); // its waiters' next tries mark it too
+      deliver(listeners, '');
+    });
     this.admin = new RedisAdmin({
       client: this.redisClient,
       keyPrefix,
       keys: (name) => this.keys(name),
-      channel: (name) => this.channel(name),
-      run: (what, script, keys, args) => this.run(what, script, keys, args),
       timed: (what, op) => this.timed(what, op),
       inspect: (name) => this.inspect(name),
     });
   }
 
   /** Take the lease if it is free or expired; otherwise report the holder. */
-  async acquire({ name, token, ttlMs, owner }: AcquireRequest): Promise<AcquireResult> {
-    checkInteger('ttlMs', ttlMs, 1);
-    const what = `Acquiring lock "${name}"`;
-    const args = [token, ttlMs, owner.owner, owner.hostname, owner.pid];
-    const raw = await this.run(what, ACQUIRE_SCRIPT, this.keys(name), args);
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    checkInteger('ttlMs', request.ttlMs, 1);
+    const holder = encodeHolder(request.owner);
+    const what = `Acquiring lock "${request.name}"`;
+    const result = await this.timed(what, () => acquireLease(this.client, this.keys(request.name), request, holder, what));
     if (!this.evictionChecked) {
       // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
       this.evictionChecked = true;
       void warnIfLeasesCanBeEvicted(this.client as unknown as ConfigClient, this.logger);
     }
-    if (!Array.isArray(raw)) throw this.unexpected(what, raw);
-    const reply = raw as string[];
-    if (reply[0] === 'HELD') return { acquired: false, holder: holderFrom(name, reply, 1) };
-    if (reply[0] !== 'ACQUIRED') throw this.unexpected(what, reply);
-    const [, fence, at, exp] = reply;
-    const lease: LockInfo = {
-      name,
-      owner: owner.owner,
-      hostname: owner.hostname,
-      pid: owner.pid,
-      fencingToken: Number(fence),
-      acquiredAt: new Date(Number(at)),
-      expiresAt: new Date(Number(exp)),
-    };
-    return reply.length > 4 ? { acquired: true, lease, expired: holderFrom(name, reply, 4) } : { acquired: true, lease };
+    return result;
   }
 
   /** Extend the lease, only with the holder's token. */
   async renew(request: RenewRequest): Promise<RenewResult> {
     checkInteger('ttlMs', request.ttlMs, 1);
     const what = `Renewing lock "${request.name}"`;
-    const reply = await this.run(what, RENEW_SCRIPT, this.keys(request.name), [request.token, request.ttlMs]);
-    return this.admin.explain(request, this.parseRenew(what, request.name, reply));
+    const result = await this.timed(what, () => renewLease(this.client, this.keys(request.name), request, what));
+    return this.admin.explain(request, result);
   }
 
   /**
@@ -238,26 +200,26 @@ export class RedisPersister implements Persister {
     if (requests.length === 0) return [];
     if (this.client.isCluster) return Promise.all(requests.map((r) => this.renew(r).catch((e: unknown) => toPersisterError('Renewing', e))));
     const results: Array<RenewResult | Error | undefined> = new Array(requests.length);
+    const what = `Renewing ${requests.length} locks`;
     try {
-      await this.timed(`Renewing ${requests.length} locks`, () => this.renewBatch(requests, results));
+      await this.timed(what, () => renewLeases(this.client, this.keyPrefix, requests, results));
     } catch (error) {
-      const failure = toPersisterError(`Renewing ${requests.length} locks`, error);
+      const failure = toPersisterError(what, error);
       return requests.map((_, i) => results[i] ?? failure);
     }
     return this.admin.explainAll(requests, results as Array<RenewResult | Error>);
   }
 
   /** Delete the lease, only with the holder's token; watchers of `name` are notified. */
-  async release({ name, token }: ReleaseRequest): Promise<boolean> {
-    const reply = await this.run(`Releasing lock "${name}"`, RELEASE_SCRIPT, this.keys(name), [token, this.channel(name)]);
-    return reply === 1;
+  async release(request: ReleaseRequest): Promise<boolean> {
+    const what = `Releasing lock "${request.name}"`;
+    return this.timed(what, () => releaseLease(this.client, this.keys(request.name), request, what));
   }
 
   /** The current holder, or null when free. Never includes the token. */
   async inspect(name: string): Promise<LockInfo | null> {
-    const reply = await this.run(`Inspecting lock "${name}"`, INSPECT_SCRIPT, this.keys(name), []);
-    if (!Array.isArray(reply)) throw this.unexpected(`Inspecting lock "${name}"`, reply);
-    return reply.length === 0 ? null : holderFrom(name, reply as string[], 0);
+    const what = `Inspecting lock "${name}"`;
+    return this.timed(what, () => inspectLease(this.client, this.keys(name), what));
   }
 
   /** Every lease held now, sorted by name (SCAN over the key prefix; every master of a Cluster). */
@@ -279,8 +241,20 @@ export class RedisPersister implements Persister {
    * subscriber reconnects, as a release may have been missed). Resolves once
    * the subscription is confirmed; the function it resolves removes this watcher.
    */
-  watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
-    return this.releases.subscribe(this.channel(name), () => onRelease(), `Watching lock "${name}"`);
+  async watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
+    const what = `Watching lock "${name}"`;
+    // Subscribe and mark the name at once (no extra round trip): once both are done, every
+    // release is published (the lease is marked) and heard (subscribed).
+    const marked = this.timed(what, () => markWatched(this.client, this.keys(name), what));
+    marked.catch(() => undefined); // awaited below, unless subscribing fails first
+    const stop = await this.releases.subscribe(this.channel(name), () => onRelease(), what);
+    try {
+      await marked;
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+    return stop;
   }
 
   /**
@@ -320,107 +294,13 @@ export class RedisPersister implements Persister {
     return this.client.isCluster ? this.client.duplicate([], override) : this.client.duplicate(override);
   }
 
-  /** Lease key: `<prefix>{<name>}`. */
-  private leaseKey(name: string): string {
-    // A name starting with '}' would leave the Cluster hash tag empty: Redis would hash whole
-    // keys and a lock's keys could land in different slots. Give such a tag a first character
-    // that no valid lock name has (control characters are refused by Singleton).
-    return name.startsWith('}') ? `${this.keyPrefix}{\u0001${name}}` : `${this.keyPrefix}{${name}}`;
-  }
-
-  private keys(name: string): string[] {
-    const lease = this.leaseKey(name);
-    return [lease, `${lease}:fence`];
+  /** The keys of `name` (README: "Redis data model"). */
+  private keys(name: string): LockKeys {
+    return lockKeys(this.keyPrefix, name);
   }
 
   private channel(name: string): string {
-    return `${this.leaseKey(name)}:released`;
-  }
-
-  private parseRenew(what: string, name: string, reply: unknown): RenewResult {
-    if (Array.isArray(reply) && reply[0] === 'RENEWED') return { renewed: true, expiresAt: new Date(Number(reply[1])) };
-    if (Array.isArray(reply) && reply[0] === 'NOT_HELD') {
-      return { renewed: false, holder: reply.length > 1 ? holderFrom(name, reply as string[], 1) : null };
-    }
-    throw this.unexpected(what, reply);
-  }
-
-  /**
-   * Sends the batch as ONE pipeline of RENEW_MANY calls of up to `RENEW_MANY_CHUNK`
-   * leases of one length each: one command (one ioredis Command and promise)
-   * per hundred leases rather than per lease, and one integer back per renewed
-   * lease, which is what keeps thousands of held leases cheap for the client.
-   * Chunks that met NOSCRIPT are retried once after SCRIPT LOAD.
-   */
-  private async renewBatch(requests: readonly RenewRequest[], results: Array<RenewResult | Error | undefined>): Promise<void> {
-    const byTtl = new Map<number, number[]>();
-    requests.forEach(({ ttlMs }, i) => {
-      const group = byTtl.get(ttlMs);
-      if (group) group.push(i);
-      else byTtl.set(ttlMs, [i]);
-    });
-    let pending: number[][] = []; // chunks of request indexes, one ttl each
-    for (const group of byTtl.values()) {
-      for (let start = 0; start < group.length; start += RENEW_MANY_CHUNK) pending.push(group.slice(start, start + RENEW_MANY_CHUNK));
-    }
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      if (attempt > 0) {
-        // The script cache was emptied (restart, SCRIPT FLUSH): reload the single-lease renewal too,
-        // which the lease keeper sends for a lone lease, so it does not meet NOSCRIPT next.
-        await Promise.all([this.client.script('LOAD', RENEW_MANY_SCRIPT.source), this.client.script('LOAD', RENEW_SCRIPT.source)]);
-      }
-      const pipeline = this.client.pipeline();
-      for (const chunk of pending) {
-        const keys: Arg[] = [];
-        const args: Arg[] = [requests[chunk[0]].ttlMs];
-        for (const i of chunk) {
-          const lease = this.leaseKey(requests[i].name);
-          keys.push(lease, `${lease}:fence`);
-          args.push(requests[i].token);
-        }
-        pipeline.evalsha(RENEW_MANY_SCRIPT.sha1, keys.length, ...keys, ...args);
-      }
-      const replies = await pipeline.exec();
-      if (!replies || replies.length !== pending.length) throw new Error('the pipeline returned no replies');
-      const missing: number[][] = [];
-      replies.forEach(([error, reply], j) => {
-        const chunk = pending[j];
-        if (error && isNoScript(error) && attempt === 0) {
-          missing.push(chunk);
-          return;
-        }
-        chunk.forEach((i, k) => {
-          const { name } = requests[i];
-          if (error) results[i] = toPersisterError(`Renewing lock "${name}"`, error);
-          else results[i] = this.renewResult(name, Array.isArray(reply) ? (reply[k] as unknown) : reply);
-        });
-      });
-      pending = missing;
-    }
-  }
-
-  /** One lease's slot of a RENEW_MANY reply; the message is only built when something went wrong. */
-  private renewResult(name: string, reply: unknown): RenewResult | Error {
-    if (typeof reply === 'number') return { renewed: true, expiresAt: new Date(reply) };
-    const what = `Renewing lock "${name}"`;
-    if (Array.isArray(reply) && reply[0] === 'ERROR') return toPersisterError(what, new Error(String(reply[1])));
-    try {
-      return this.parseRenew(what, name, reply);
-    } catch (parseError) {
-      return toPersisterError(what, parseError);
-    }
-  }
-
-  /** Runs a script by SHA (EVAL on NOSCRIPT), bounded by the operation timeout; failures become `PersisterError`. */
-  private async run(what: string, script: RedisScript, keys: string[], args: Arg[]): Promise<unknown> {
-    return this.timed(what, async () => {
-      try {
-        return await this.client.evalsha(script.sha1, script.numberOfKeys, ...keys, ...args);
-      } catch (error) {
-        if (!isNoScript(error)) throw error;
-        return this.client.eval(script.source, script.numberOfKeys, ...keys, ...args);
-      }
-    });
+    return releaseChannel(this.keyPrefix, name);
   }
 
   /** Races `op` against `operationTimeoutMs`; any failure becomes a `PersisterError` that says `what` failed. */
@@ -430,21 +310,8 @@ export class RedisPersister implements Persister {
       return connection ? new Error(`cannot connect to Redis (${connection.message})`, { cause: error }) : error;
     });
   }
-
-  private unexpected(what: string, reply: unknown): PersisterError {
-    return new PersisterError(
-      `${what} failed: unexpected reply ${describeValue(reply)} from Redis. Is another program writing under the key prefix "${this.keyPrefix}"?`,
-    );
-  }
 }
-
 
 function stripUndefined<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
-
-/**
- * One pub/sub connection shared by every watcher of one persister: a channel
- * is subscribed while it has at least one watcher. After a reconnect, every
- * watcher is called once, since a release may have been missed meanwhile.
- */

@@ -3,7 +3,9 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import Redis, { type RedisOptions } from 'ioredis';
 import { PersisterError } from '../../lib/errors';
 import { RedisPersister } from '../../lib/persisters/RedisPersister';
-import { ACQUIRE_SCRIPT, RENEW_SCRIPT } from '../../lib/persisters/redisScripts';
+import { ACQUIRE_SCRIPT } from '../../lib/persisters/redis/acquire';
+import { FENCE_RECORD_TTL_MS } from '../../lib/persisters/redis/lua';
+import { RENEW_SCRIPT } from '../../lib/persisters/redis/renew';
 import { freePort, startRedisServer, type RedisServer } from '../setup/redisServer';
 import { describePersister, fenceAfter, newToken, testOwner, waitUntil } from './conformance';
 
@@ -52,7 +54,7 @@ describe('RedisPersister on the shared Redis', () => {
   it('lays out the lease and the fence record as documented', async () => {
     const name = uniqueName('layout');
     const token = newToken();
-    const result = await persister.acquire({ name, token, ttlMs: 10_000, owner: testOwner(7) });
+    const result = await persister.acquire({ name, token, ttlMs: 10_000, owner: { ...testOwner(7), owner: 'tester 7\nsecond line' } });
     if (!result.acquired) throw new Error('not acquired');
     const lease = `${keyPrefix}{${name}}`;
     expect(await admin.type(lease)).toBe('string');
@@ -60,21 +62,18 @@ describe('RedisPersister on the shared Redis', () => {
     const pttl = await admin.pttl(lease);
     expect(pttl).toBeGreaterThan(9_000);
     expect(pttl).toBeLessThanOrEqual(10_000);
-    expect(await admin.type(`${lease}:fence`)).toBe('hash');
-    expect(await admin.hgetall(`${lease}:fence`)).toEqual({
-      f: String(result.lease.fencingToken),
-      owner: 'tester-7',
-      host: 'host-7',
-      pid: '40007',
-      fence: String(result.lease.fencingToken),
-      at: String(result.lease.acquiredAt.getTime()),
-      exp: String(result.lease.expiresAt.getTime()),
-      rel: '0',
-    });
-    expect(await admin.pttl(`${lease}:fence`)).toBeGreaterThan(23 * 3600 * 1000);
+    expect(await admin.type(`${lease}:fence`)).toBe('string');
+    const { fencingToken, acquiredAt } = result.lease;
+    expect(await admin.get(`${lease}:fence`)).toBe(`h-\n${fencingToken}\n${acquiredAt.getTime()}\n40007\nhost-7\ntester 7\nsecond line`);
+    expect(result.lease.expiresAt.getTime()).toBe(acquiredAt.getTime() + 10_000);
+    // the record expires exactly a day after the lease, which is how the lease's expiry is known after it is gone
+    const recordPttl = await admin.pttl(`${lease}:fence`);
+    expect(recordPttl - FENCE_RECORD_TTL_MS).toBeLessThanOrEqual(pttl);
+    expect(recordPttl - FENCE_RECORD_TTL_MS).toBeGreaterThan(pttl - 50);
+    expect(await persister.inspect(name)).toMatchObject({ owner: 'tester 7\nsecond line', hostname: 'host-7', pid: 40007 });
     expect(await persister.release({ name, token })).toBe(true);
     expect(await admin.exists(lease)).toBe(0);
-    expect(await admin.hget(`${lease}:fence`, 'rel')).toBe('1');
+    expect((await admin.get(`${lease}:fence`))?.slice(0, 3)).toBe('r-\n');
   });
 
   it('returns the fence as a safe integer: server time in µs, printed without exponent', async () => {
@@ -85,13 +84,93 @@ describe('RedisPersister on the shared Redis', () => {
     expect(Math.abs(fence / 1000 - Date.now())).toBeLessThan(2_000);
   });
 
-  it('refreshes the last-holder expiry on renew', async () => {
+  it('keeps the record a day past the lease on renew, and reports the renewed expiry of a lease taken over', async () => {
     const name = uniqueName('renew');
     const token = newToken();
     await persister.acquire({ name, token, ttlMs: 5_000, owner: testOwner(1) });
     const renewed = await persister.renew({ name, token, ttlMs: 60_000 });
     if (!renewed.renewed) throw new Error('not renewed');
-    expect(await admin.hget(`${keyPrefix}{${name}}:fence`, 'exp')).toBe(String(renewed.expiresAt.getTime()));
+    const lease = `${keyPrefix}{${name}}`;
+    const [leasePttl, recordPttl] = await Promise.all([admin.pttl(lease), admin.pttl(`${lease}:fence`)]);
+    expect(leasePttl).toBeGreaterThan(55_000);
+    expect(Math.abs(recordPttl - FENCE_RECORD_TTL_MS - leasePttl)).toBeLessThan(50);
+    // a short renewal, left to expire: the taker learns when it expired (the renewed expiry, not the first one)
+    const short = await persister.renew({ name, token, ttlMs: 150 });
+    if (!short.renewed) throw new Error('not renewed');
+    await waitUntil(async () => (await admin.exists(lease)) === 0, 5_000, 'the lease to expire');
+    const taken = await persister.acquire({ name, token: newToken(), ttlMs: 5_000, owner: testOwner(2) });
+    if (!taken.acquired) throw new Error('not taken over');
+    expect(taken.expired?.expiresAt.getTime()).toBe(short.expiresAt.getTime());
+    expect(taken.expired).toMatchObject({ owner: 'tester-1', pid: 40001 });
+  });
+
+  it('publishes a release only when the lease is marked: by a conflicting acquire or by watch()', async () => {
+    // a plain subscriber (not watch(): that marks the name) hears only marked releases
+    const listener = connect();
+    const heard: string[] = [];
+    listener.on('message', (channel: string) => heard.push(channel));
+    const names = [uniqueName('quiet'), uniqueName('conflict'), uniqueName('watched')];
+    const channels = names.map((name) => `${keyPrefix}{${name}}:released`);
+    await listener.subscribe(...channels);
+    const tokens = names.map(() => newToken());
+    const stop = await persister.watch(names[2], () => undefined); // before the lease exists: marks the record
+    for (let i = 0; i < names.length; i++) await persister.acquire({ name: names[i], token: tokens[i], ttlMs: 5_000, owner: testOwner(1) });
+    const conflict = await persister.acquire({ name: names[1], token: newToken(), ttlMs: 5_000, owner: testOwner(2) });
+    expect(conflict.acquired).toBe(false);
+    expect(await admin.get(`${keyPrefix}{${names[0]}}`)).toBe(tokens[0]);
+    expect(await admin.get(`${keyPrefix}{${names[1]}}`)).toBe(`${tokens[1]}*`);
+    expect(await admin.get(`${keyPrefix}{${names[2]}}`)).toBe(`${tokens[2]}*`);
+    // a marked lease renews and releases with its token as any other
+    expect(await persister.renew({ name: names[1], token: tokens[1], ttlMs: 5_000 })).toMatchObject({ renewed: true });
+    expect(await persister.acquire({ name: names[2], token: tokens[2], ttlMs: 5_000, owner: testOwner(1) })).toMatchObject({ acquired: true });
+    for (let i = 0; i < names.length; i++) expect(await persister.release({ name: names[i], token: tokens[i] })).toBe(true);
+    await waitUntil(() => heard.length >= 2, 5_000, 'the two marked releases');
+    await admin.ping(); // anything published before this reply has reached the listener too
+    await listener.ping();
+    expect(heard.sort()).toEqual([channels[1], channels[2]].sort());
+    await stop();
+  });
+
+  it('marks the current lease when watch() starts, so its release wakes the watcher', async () => {
+    const name = uniqueName('watch-held');
+    const token = newToken();
+    await persister.acquire({ name, token, ttlMs: 5_000, owner: testOwner(1) });
+    let calls = 0;
+    const stop = await persister.watch(name, () => calls++);
+    expect(await admin.get(`${keyPrefix}{${name}}`)).toBe(`${token}*`);
+    await persister.release({ name, token });
+    await waitUntil(() => calls === 1, 5_000, 'the release notification');
+    await stop();
+  });
+
+  it('replaces a fence record it cannot read (an older version\'s hash), keeping the fence increasing', async () => {
+    const name = uniqueName('old-record');
+    const lease = `${keyPrefix}{${name}}`;
+    const old = Date.now() * 1000 + 60_000_000; // a fence a minute ahead of the clock
+    await admin.hset(`${lease}:fence`, { f: String(old), owner: 'old', rel: '1' });
+    const result = await persister.acquire({ name, token: newToken(), ttlMs: 5_000, owner: testOwner(1) });
+    if (!result.acquired) throw new Error('not acquired');
+    expect(await admin.type(`${lease}:fence`)).toBe('string');
+    expect(result.expired).toBeUndefined();
+    expect(Number(result.lease.fencingToken)).toBeGreaterThan(0);
+  });
+
+  it('leaves no record behind when releasing a lease whose record was deleted', async () => {
+    const name = uniqueName('no-record');
+    const token = newToken();
+    await persister.acquire({ name, token, ttlMs: 5_000, owner: testOwner(1) });
+    const lease = `${keyPrefix}{${name}}`;
+    await admin.del(`${lease}:fence`);
+    expect(await persister.inspect(name)).toMatchObject({ owner: '', fencingToken: 0 });
+    expect(await persister.release({ name, token })).toBe(true);
+    expect(await admin.exists(lease, `${lease}:fence`)).toBe(0);
+  });
+
+  it('refuses a hostname with a line break (the record separates fields by lines)', async () => {
+    const owner = { ...testOwner(1), hostname: 'a\nb' };
+    await expect(persister.acquire({ name: uniqueName('host'), token: newToken(), ttlMs: 1_000, owner })).rejects.toThrow(
+      new TypeError('Expected `owner.hostname` to be a host name without line breaks, got "a\\nb" (string)'),
+    );
   });
 
   it('renews 2000 leases in one renewMany call', async () => {

@@ -4,19 +4,17 @@
  * because of a forced release. The persister keeps only thin methods that call this.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { PersisterError } from '../../errors';
-import { describeValue } from '../../validate';
 import { byName, checkForceReleaseName, checkListOptions, evictionHolder, operatorIdentity } from '../adminSupport';
 import type { ListOptions, LockInfo, RenewRequest, RenewResult } from '../Persister';
-import type { RedisScript } from '../redisScripts';
 import { EVICTION_SCRIPT, FORCE_RELEASE_SCRIPT } from './adminScripts';
+import { evictionKey, type LockKeys } from './keys';
+import { holderFromRecord, isHolderReply } from './record';
+import { type ScriptClient, unexpectedReply } from './script';
 
 /** Keys asked of Redis per SCAN call. */
 const SCAN_COUNT = 1_000;
 /** Leases inspected at once while listing. */
 const INSPECT_CONCURRENCY = 64;
-
-type Arg = string | number;
 
 /** What the admin needs from its persister (its private helpers, passed in by the persister). */
 export interface RedisAdminHost {
@@ -24,12 +22,8 @@ export interface RedisAdminHost {
   readonly client: Redis | Cluster;
   /** The persister's key prefix. */
   readonly keyPrefix: string;
-  /** `[lease key, fence record key]` of a lock name. */
-  keys(name: string): string[];
-  /** The release channel of a lock name. */
-  channel(name: string): string;
-  /** Runs a script (EVALSHA, EVAL on NOSCRIPT), bounded in time; failures are `PersisterError`s. */
-  run(what: string, script: RedisScript, keys: string[], args: Arg[]): Promise<unknown>;
+  /** The keys of a lock name. */
+  keys(name: string): LockKeys;
   /** Bounds `op` by the operation timeout; failures are `PersisterError`s. */
   timed<T>(what: string, op: () => Promise<T>): Promise<T>;
   /** The holder of a lock, or null. */
@@ -41,23 +35,13 @@ function globEscape(text: string): string {
   return text.replace(/[\\*?[\]]/g, (c) => `\\${c}`);
 }
 
-/** The holder `{owner, host, pid, fence, at, exp}` as the scripts return it. */
-function holderFrom(name: string, reply: readonly string[]): LockInfo {
-  const [owner, hostname, pid, fence, at, exp] = reply;
-  return {
-    name,
-    owner,
-    hostname,
-    pid: Number(pid),
-    fencingToken: Number(fence),
-    acquiredAt: new Date(Number(at)),
-    expiresAt: new Date(Number(exp)),
-  };
-}
-
 /** `list()`, `forceRelease()` and the eviction check of one {@link RedisPersister}. */
 export class RedisAdmin {
-  constructor(private readonly host: RedisAdminHost) {}
+  private readonly scripts: ScriptClient;
+
+  constructor(private readonly host: RedisAdminHost) {
+    this.scripts = host.client as unknown as ScriptClient;
+  }
 
   /**
    * Every lease held now, sorted by name: SCAN for lease keys (`<prefix>{<name>}`; the
@@ -96,25 +80,34 @@ export class RedisAdmin {
     checkForceReleaseName(name);
     const what = `Force-releasing lock "${name}"`;
     const { hostname, pid } = operatorIdentity();
-    const reply = await this.host.run(what, FORCE_RELEASE_SCRIPT, this.host.keys(name), [this.host.channel(name), hostname, pid]);
-    if (!Array.isArray(reply)) throw this.unexpected(what, reply);
-    return reply.length === 0 ? null : holderFrom(name, reply as string[]);
+    const lock = this.host.keys(name);
+    const reply = await this.host.timed(what, () =>
+      FORCE_RELEASE_SCRIPT.call(this.scripts, [lock.lease, lock.record, evictionKey(lock.lease)], [hostname, pid]),
+    );
+    if (reply === 0) return null;
+    if (!isHolderReply(reply)) throw unexpectedReply(what, this.host.keyPrefix, reply);
+    return holderFromRecord(name, reply[0], reply[1]);
   }
 
   /**
    * `result` of renewing `request`, with the eviction named when a forced release ended
-   * that lease and nobody holds the lock since: `{ renewed: false, holder }` (so the
-   * holder is `lost` with reason `taken-over`, not `expired`). One more round trip, and
-   * only on that refusal.
+   * that lease and nobody holds the lock now: `{ renewed: false, holder }` (so the holder
+   * is `lost` with reason `taken-over`, not `expired`). One more round trip, and only on
+   * that refusal.
    */
   async explain(request: RenewRequest, result: RenewResult): Promise<RenewResult> {
     if (result.renewed || result.holder !== null) return result;
     const what = `Renewing lock "${request.name}"`;
-    const reply = await this.host.run(what, EVICTION_SCRIPT, this.host.keys(request.name), [request.token]);
-    if (!Array.isArray(reply)) throw this.unexpected(what, reply);
-    if (reply.length === 0) return result;
-    const [at, hostname, pid, fence] = reply as string[];
-    return { renewed: false, holder: evictionHolder(request.name, { at: Number(at), hostname, pid: Number(pid), fence: Number(fence) }) };
+    const note = evictionKey(this.host.keys(request.name).lease);
+    const reply = await this.host.timed(what, () => EVICTION_SCRIPT.call(this.scripts, [note], [request.token]));
+    if (reply === 0) return result;
+    const fields = typeof reply === 'string' ? reply.split('\n') : [];
+    if (fields.length < 4) throw unexpectedReply(what, this.host.keyPrefix, reply);
+    const [at, fence, pid, ...host] = fields;
+    return {
+      renewed: false,
+      holder: evictionHolder(request.name, { at: Number(at), hostname: host.join('\n'), pid: Number(pid), fence: Number(fence) }),
+    };
   }
 
   /** {@link explain} for each slot of a `renewMany()` answer; a slot whose check fails keeps its error. */
@@ -146,12 +139,6 @@ export class RedisAdmin {
       keys.push(...batch);
     } while (cursor !== '0');
     return keys;
-  }
-
-  private unexpected(what: string, reply: unknown): PersisterError {
-    return new PersisterError(
-      `${what} failed: unexpected reply ${describeValue(reply)} from Redis. Is another program writing under the key prefix "${this.host.keyPrefix}"?`,
-    );
   }
 }
 

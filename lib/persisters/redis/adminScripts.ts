@@ -1,51 +1,39 @@
 /**
- * The Lua scripts of the operator's side of {@link RedisPersister} (`forceRelease()` and
- * the explanation of a renewal refused after one), kept apart from the lease scripts of
- * redisScripts.ts. Same keys and conventions: the lease `<prefix>{<name>}` (a STRING
- * holding the holder's token) and its fence record `<prefix>{<name>}:fence` (a HASH).
+ * The Lua scripts of the operator's side of `RedisPersister` (`forceRelease()` and the
+ * explanation of a renewal refused after one), beside the lease scripts of this folder and
+ * on the same data model (README: "Redis data model").
  *
- * A forced release adds five fields to the fence record, kept across later leases:
- * `evt` (SHA-1 of the evicted lease's token: the token itself is never copied),
- * `evat` (when, ms, server clock), `evhost` and `evpid` (who forced it) and `evfence`
- * (the evicted lease's fence).
+ * A forced release leaves an eviction note at `<prefix>{<name>}:evicted` (a STRING, kept
+ * 24 h, untouched by later leases): `<sha1 of the evicted token>\n<at ms>\n<evicted fence>\n<operator pid>\n<operator host>`.
+ * The token itself is never copied; its SHA-1 lets the evicted holder's renewal be told.
  */
-import { createHash } from 'node:crypto';
-import type { RedisScript } from '../redisScripts';
-
-/** How long a fence record written by a forced release lives when it had no expiry (24 h, as the lease scripts'). */
-const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
-
-function script(name: string, numberOfKeys: number, source: string): RedisScript {
-  const body = `${source.trim()}\n`;
-  return Object.freeze({ name, numberOfKeys, source: body, sha1: createHash('sha1').update(body, 'utf8').digest('hex') });
-}
+import { FENCE_RECORD_TTL_MS, holderReply, SERVER_TIME, WAITER_MARK } from './lua';
+import { defineScript } from './script';
 
 /**
  * End the lease whoever holds it, keep the fence, note the eviction, tell watchers.
  *
- * KEYS: [1] lease, [2] fence record.
- * ARGV: [1] release channel, [2] operator host, [3] operator pid.
- * Returns `{}` when nothing was held, else the evicted holder
- * `{owner, host, pid, fence, at, exp}` (exp: when it would have expired).
+ * KEYS: [1] lease, [2] fence record, [3] eviction note.
+ * ARGV: [1] operator host, [2] operator pid.
+ * Returns `0` when nothing was held, else the evicted holder `{record, expiresAtMs}`
+ * (expiresAtMs: when it would have expired).
+ * Always publishes the release (an operator's act is rare; waiters should hear it at once).
  */
-export const FORCE_RELEASE_SCRIPT = script(
+export const FORCE_RELEASE_SCRIPT = defineScript(
   'forceRelease',
-  2,
-  `
-local clock = redis.call('TIME')
-local nowMs = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local now = string.format('%.0f', nowMs)
-local token = redis.call('GET', KEYS[1])
-if not token then return {} end
+  `${SERVER_TIME}
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
 local pttl = redis.call('PTTL', KEYS[1])
-local rec = redis.call('HMGET', KEYS[2], 'owner', 'host', 'pid', 'fence', 'at')
+local rec = redis.pcall('GET', KEYS[2])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[2], 'exp', now, 'rel', '1', 'evt', redis.sha1hex(token), 'evat', now,
-  'evhost', ARGV[2], 'evpid', ARGV[3], 'evfence', rec[4] or '0')
-if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ${RECORD_TTL_MS}) end
-redis.call('PUBLISH', ARGV[1], now)
-return { rec[1] or '', rec[2] or '', rec[3] or '0', rec[4] or '0', rec[5] or '0',
-  string.format('%.0f', nowMs + (pttl > 0 and pttl or 0)) }
+if redis.pcall('SETRANGE', KEYS[2], 0, 'r') == 1 then redis.call('DEL', KEYS[2]) end
+if string.byte(held, -1) == 42 then held = string.sub(held, 1, -2) end -- the waiter mark '${WAITER_MARK}' is not the token's
+local fence = type(rec) == 'string' and string.match(rec, '^..\\n(%d+)') or '0'
+redis.call('SET', KEYS[3], redis.sha1hex(held) .. string.format('\\n%.0f\\n', nowMs) .. fence .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[1],
+  'PX', ${FENCE_RECORD_TTL_MS})
+redis.call('PUBLISH', KEYS[1] .. ':released', '')
+return ${holderReply()}
 `,
 );
 
@@ -53,16 +41,17 @@ return { rec[1] or '', rec[2] or '', rec[3] or '0', rec[4] or '0', rec[5] or '0'
  * Whether the lease of `token` was ended by a forced release, for a renewal refused with
  * nobody holding the lock.
  *
- * KEYS: [1] lease (unused, names the slot), [2] fence record.
+ * KEYS: [1] eviction note.
  * ARGV: [1] token.
- * Returns `{}` when not, else `{evat, evhost, evpid, evfence}`.
+ * Returns `0` when not, else `at\nfence\npid\nhost` (the note without the token's hash).
  */
-export const EVICTION_SCRIPT = script(
+export const EVICTION_SCRIPT = defineScript(
   'eviction',
-  2,
   `
-local ev = redis.call('HMGET', KEYS[2], 'evt', 'evat', 'evhost', 'evpid', 'evfence')
-if not ev[1] or ev[1] ~= redis.sha1hex(ARGV[1]) then return {} end
-return { ev[2] or '0', ev[3] or '', ev[4] or '0', ev[5] or '0' }
+local note = redis.call('GET', KEYS[1])
+if not note then return 0 end
+local sha, rest = string.match(note, '^(%x+)\\n(.*)$')
+if sha ~= redis.sha1hex(ARGV[1]) then return 0 end
+return rest
 `,
 );

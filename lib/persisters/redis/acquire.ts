@@ -1,0 +1,94 @@
+/**
+ * Acquire: take the lease if it is free; idempotent for the holder's own token.
+ *
+ * KEYS: [1] lease, [2] fence record.
+ * ARGV: [1] token, [2] ttlMs, [3] the holder as the record stores it (`pid\nhostname\nowner`).
+ * Returns:
+ * - `{1, fence, acquiredAtMs}`: taken; it expires at acquiredAt + ttlMs;
+ * - `{1, fence, acquiredAtMs, expiresAtMs}`: already held with this token (a re-sent
+ *   acquire): same fence and acquiredAt, extended by ttlMs from now;
+ * - `{1, fence, acquiredAtMs, record, expiresAtMs}`: taken over a lease that expired
+ *   without release; `record` (the previous fence record) and `expiresAtMs` describe it;
+ * - `{0, record, expiresAtMs}`: someone else holds it (the current fence record, and when
+ *   that lease expires). The caller may wait for its release: the lease is marked
+ *   (its value ends with `*`) so that its release is published.
+ *
+ * Calls: free 4 (TIME, GET record, SET NX PX, SET record PX), one more (PTTL of the
+ * record) on takeover of an expired lease; conflict 5 (TIME, GET record, SET, GET,
+ * PTTL), one more (APPEND) the first time a lease is marked; re-sent by the holder 5.
+ */
+import type { AcquireRequest, AcquireResult, LockInfo } from '../Persister';
+import type { LockKeys } from './keys';
+import { FENCE_RECORD_TTL_MS, holderReply, SERVER_TIME, WAITER_MARK } from './lua';
+import { holderFromRecord } from './record';
+import { defineScript, type ScriptClient, unexpectedReply } from './script';
+
+const DAY = FENCE_RECORD_TTL_MS;
+
+/** The acquire script. */
+export const ACQUIRE_SCRIPT = defineScript(
+  'acquire',
+  `${SERVER_TIME}
+local token, ttl = ARGV[1], tonumber(ARGV[2])
+local old = redis.pcall('GET', KEYS[2])
+if type(old) ~= 'string' then old = nil end
+local watched = old and string.byte(old, 2) == 119 -- 'w'
+if not redis.call('SET', KEYS[1], watched and token .. '${WAITER_MARK}' or token, 'NX', 'PX', ttl) then
+  local held = redis.call('GET', KEYS[1])
+  if held ~= token and held ~= token .. '${WAITER_MARK}' then
+    -- someone else holds it: name the holder, and mark the lease, as the caller may wait for its release
+    if held and string.byte(held, -1) ~= 42 then redis.call('APPEND', KEYS[1], '${WAITER_MARK}') end
+    local rec, pttl = old, redis.call('PTTL', KEYS[1])
+    return ${holderReply('0')}
+  end
+  -- re-sent by the holder: extend it, same fence
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  local fence, at = string.match(old or '', '^..\\n(%d+)\\n(%d+)\\n')
+  if fence then
+    redis.call('PEXPIRE', KEYS[2], ttl + ${DAY})
+    return { 1, tonumber(fence), tonumber(at), nowMs + ttl }
+  end
+  old = nil -- our lease lost its record (deleted by hand, evicted): describe it anew, with a new fence
+end
+local fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local last = old and tonumber(string.match(old, '^..\\n(%d+)'))
+if last and fence <= last then fence = last + 1 end
+local expired
+if old and string.byte(old, 1) == 104 then -- 'h': the previous lease was never released, and its key is gone
+  local pttl = redis.call('PTTL', KEYS[2]) -- the record expires a day after the lease it describes did
+  expired = pttl > 0 and nowMs + pttl - ${DAY} or nowMs
+end
+redis.call('SET', KEYS[2], (watched and 'hw\\n' or 'h-\\n') .. string.format('%.0f\\n%.0f\\n', fence, nowMs) .. ARGV[3], 'PX', ttl + ${DAY})
+if expired then return { 1, fence, nowMs, old, expired } end
+return { 1, fence, nowMs }
+`,
+);
+
+/**
+ * Runs {@link ACQUIRE_SCRIPT} for `request` on the keys of `lock`; `holder` is
+ * `encodeHolder(request.owner)` (checked before anything is sent); `what` starts error messages.
+ */
+export async function acquireLease(
+  client: ScriptClient,
+  lock: LockKeys,
+  request: AcquireRequest,
+  holder: string,
+  what: string,
+): Promise<AcquireResult> {
+  const { token, ttlMs, owner } = request;
+  const reply = await ACQUIRE_SCRIPT.call(client, [lock.lease, lock.record], [token, ttlMs, holder]);
+  if (!Array.isArray(reply)) throw unexpectedReply(what, lock.prefix, reply);
+  if (reply[0] === 0 && reply.length === 3) return { acquired: false, holder: holderFromRecord(lock.name, String(reply[1]), Number(reply[2])) };
+  if (reply[0] !== 1 || typeof reply[1] !== 'number' || typeof reply[2] !== 'number') throw unexpectedReply(what, lock.prefix, reply);
+  const lease: LockInfo = {
+    name: lock.name,
+    owner: owner.owner,
+    hostname: owner.hostname,
+    pid: owner.pid,
+    fencingToken: reply[1],
+    acquiredAt: new Date(reply[2]),
+    expiresAt: new Date(reply.length === 4 ? Number(reply[3]) : reply[2] + ttlMs),
+  };
+  if (reply.length === 5) return { acquired: true, lease, expired: holderFromRecord(lock.name, String(reply[3]), Number(reply[4])) };
+  return { acquired: true, lease };
+}
