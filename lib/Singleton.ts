@@ -390,12 +390,15 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     this.currentState = next;
     const emit = how.emit ?? true;
-    const event = { name: this.name, ...payload } as EventBase;
     const level = how.level ?? (WARN_STATES.has(next) && emit ? 'warn' : 'debug');
-    if (this.logs(level)) this.log[level]({ from, to: next, ...loggable(event) }, event.message);
     // [diagnostics] issue 15: every transition but idle (and locked, published with its event), also when not emitted
-    if (diagnosticsChannel.hasSubscribers && next !== 'idle' && next !== 'locked') publishEvent(this.name, next as 'lost', this.owner, { fencingToken: how.fencingToken ?? this.held?.fencingToken, reason: (event as { reason?: LostReason }).reason, durationMs: how.durationMs });
-    if (emit && next !== 'idle') safeEmit(this, next, event);
+    if (diagnosticsChannel.hasSubscribers && next !== 'idle' && next !== 'locked') publishEvent(this.name, next as 'lost', this.owner, { fencingToken: how.fencingToken ?? this.held?.fencingToken, reason: (payload as { reason?: LostReason }).reason, durationMs: how.durationMs });
+    const logging = this.logs(level);
+    const listening = emit && next !== 'idle' && this.listenerCount(next) > 0;
+    if (!logging && !listening) return; // the hot path: nobody reads this transition
+    const event = { name: this.name, ...payload } as EventBase;
+    if (logging) this.log[level]({ from, to: next, ...loggable(event) }, event.message);
+    if (listening) safeEmit(this, next, event);
   }
 
   private emitExpired(previous: LockInfo): void {
@@ -418,21 +421,24 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const attempt: Attempt = {
       kind,
       claims: 0,
-      promise: this.acquireOnce(conflictLevel).then((held) => {
-        if (held && attempt.claims === 0) {
-          // Everyone who wanted this lease gave up while the attempt was in flight.
-          this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
-          held.release().catch(() => undefined);
-          return null;
-        }
-        return held;
-      }),
+      promise: this.acquireOnce(conflictLevel).then(
+        (held) => {
+          this.clearAttempt(attempt);
+          if (held && attempt.claims === 0) {
+            // Everyone who wanted this lease gave up while the attempt was in flight.
+            this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
+            held.release().catch(() => undefined);
+            return null;
+          }
+          return held;
+        },
+        (err: unknown) => {
+          this.clearAttempt(attempt);
+          throw err;
+        },
+      ),
     };
     this.attemptInFlight = attempt;
-    void attempt.promise.then(
-      () => this.clearAttempt(attempt),
-      () => this.clearAttempt(attempt),
-    );
     return attempt;
   }
 

@@ -51,6 +51,8 @@ class ProcessHooks {
 
   /** Starts handling signals/errors for `entry` (while it holds a lease). O(1): counts, not a scan. */
   register(entry: HookEntry): void {
+    // An entry that wants neither signals nor fatal errors needs nothing from the registry.
+    if (entry.signals.length === 0 && !entry.handleErrors) return;
     if (this.entries.has(entry)) return;
     this.entries.add(entry);
     this.count(entry, +1);

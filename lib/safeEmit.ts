@@ -10,6 +10,7 @@ import type { EventEmitter } from 'node:events';
  * Returns whether anyone listened.
  */
 export function safeEmit(emitter: EventEmitter, event: string, payload: unknown): boolean {
+  if (emitter.listenerCount(event) === 0) return false;
   const listeners = emitter.rawListeners(event) as Array<(this: EventEmitter, arg: unknown) => unknown>;
   if (listeners.length === 0) return false;
   for (const listener of listeners) {
