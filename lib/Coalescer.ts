@@ -9,7 +9,7 @@ import { threadDescriptorOf } from './keepAlive/descriptor';
 import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { isPersister, Singleton } from './Singleton';
-import { monotonicNow, newToken, withJitter } from './time';
+import { backoffMs, monotonicNow, newToken, withJitter } from './time';
 import { checkInteger, checkKnownOptions, checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
@@ -448,7 +448,7 @@ export class Coalescer {
           if (monotonicNow() - failingSince >= this.ttlMs) throw err;
           failures += 1;
           log.warn({ err, failures }, `store error while waiting for "${key}"; retrying`);
-          delayMs = withJitter(Math.min(this.retryIntervalMs, 50 * 2 ** failures), 0.5);
+          delayMs = withJitter(backoffMs(failures, 50, this.retryIntervalMs), 0.5);
         }
         await waker.sleep(delayMs, flight.stop.signal);
       }

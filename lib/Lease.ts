@@ -1,4 +1,4 @@
-import { type LeaseEndReason, LockLostError } from './errors';
+import { type LeaseEndReason, LockLostError, type LostReason } from './errors';
 import type { KeptLease } from './LeaseKeeper';
 import type { LockInfo } from './persisters/Persister';
 
@@ -107,7 +107,7 @@ export class LeaseControl {
   /** A store release in flight. */
   releasing: Promise<void> | undefined;
   /** A loss that arrived while a release was in flight (applied if the release fails). */
-  pendingLoss: { reason: LeaseEndReason; holder?: LockInfo } | undefined;
+  pendingLoss: { reason: LostReason; holder?: LockInfo } | undefined;
   private endedFlag = false;
   private ended$: { promise: Promise<void>; resolve: () => void } | undefined;
   private readonly work = new Set<Promise<unknown>>();

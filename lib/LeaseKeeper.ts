@@ -1,7 +1,7 @@
 import { toPersisterError, type LostReason } from './errors';
 import type { LockInfo, Persister, RenewRequest, RenewResult } from './persisters/Persister';
-import { isolated } from './safeEmit';
-import { monotonicNow, safetyMarginMs } from './time';
+import { isolated, rethrowLater } from './safeEmit';
+import { backoffMs, monotonicNow, safetyMarginMs } from './time';
 
 /** What a `Singleton` hands the keeper for one held lease, and how the keeper reports back. */
 export interface KeptLease {
@@ -188,7 +188,7 @@ export class LeaseKeeper {
       entry.failures += 1;
       // Retry with backoff, but always at least once more before the deadline.
       const now = monotonicNow();
-      const backoff = Math.min(lease.renewIntervalMs, 50 * 2 ** (entry.failures - 1));
+      const backoff = backoffMs(entry.failures - 1, 50, lease.renewIntervalMs);
       entry.nextDue = Math.min(now + backoff, now + Math.max(0, (entry.deadline - now) / 2));
       this.arm(Math.min(entry.nextDue, entry.deadline));
       isolated(() => lease.onError(toPersisterError(`Renewing lock "${lease.name}"`, result)));
@@ -205,7 +205,12 @@ export class LeaseKeeper {
     lease.roundTripMs = roundTripMs;
     this.schedule(entry, sentAt, roundTripMs, result.expiresAt);
     this.arm(entry.nextDue);
-    isolated(() => lease.onRenewed(result.expiresAt));
+    // The hot path (every renewal of every lease): no closure, a plain try.
+    try {
+      lease.onRenewed(result.expiresAt);
+    } catch (err) {
+      rethrowLater(err);
+    }
   }
 }
 

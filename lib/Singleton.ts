@@ -14,7 +14,7 @@ import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
 import { type HookEntry, processHooks } from './processHooks';
 import { safeEmit } from './safeEmit';
 import { canTransition, type State } from './states';
-import { monotonicNow, newToken, withJitter } from './time';
+import { backoffMs, monotonicNow, newToken, withJitter } from './time';
 import { checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
@@ -492,7 +492,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           }
           if (err instanceof SingletonError && err.code === 'SINGLETON_SHUTTING_DOWN') throw err;
           failures += 1;
-          delayMs = withJitter(Math.min(this.options.retryIntervalMs, 50 * 2 ** failures), 0.5);
+          delayMs = withJitter(backoffMs(failures, 50, this.options.retryIntervalMs), 0.5);
         }
         await waker.sleep(delayMs, signal);
       }
@@ -615,7 +615,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       // release() can be retried — unless its deadline passed meanwhile.
       this.setState('locked', { fencingToken: held.fencingToken, expiresAt: held.expiresAt, message: `release of "${this.name}" failed; still holding it` }, { emit: false, level: 'warn' });
       const loss = held.pendingLoss;
-      if (loss) this.lose(held, loss.reason as 'expired', loss.holder);
+      if (loss) this.lose(held, loss.reason, loss.holder);
       this.reportError(error);
       throw error;
     }

@@ -1,5 +1,6 @@
 import { sleep } from './abortable';
 import { SingletonError } from './errors';
+import { backoffMs } from './time';
 import { trackWork, whenEnded } from './Lease';
 import { type SingletonOptions } from './options';
 import type { Persister } from './persisters/Persister';
@@ -116,8 +117,8 @@ async function standByLoop(singleton: Singleton, task: (signal: AbortSignal) => 
       failures += 1;
       singleton.reportError(failed.err instanceof Error ? failed.err : new Error(String(failed.err)));
       await lease.release().catch(() => undefined);
-      const backoffMs = Math.min(singleton.retryIntervalMs * 2 ** (failures - 1), Math.max(singleton.retryIntervalMs, MAX_TASK_BACKOFF_MS));
-      await sleep(backoffMs, stopped).catch(() => undefined);
+      const delayMs = backoffMs(failures - 1, singleton.retryIntervalMs, Math.max(singleton.retryIntervalMs, MAX_TASK_BACKOFF_MS));
+      await sleep(delayMs, stopped).catch(() => undefined);
       continue;
     }
     if (!failed) failures = 0;

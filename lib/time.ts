@@ -24,6 +24,14 @@ export function newToken(): string {
   return token;
 }
 
+/**
+ * Exponential backoff: `baseMs × 2^attempt` (attempt 0 is the first retry), capped at `capMs`.
+ * The one rule behind every retry delay of the library (waits, renewals, failing tasks).
+ */
+export function backoffMs(attempt: number, baseMs: number, capMs: number): number {
+  return Math.min(capMs, baseMs * 2 ** Math.max(0, attempt));
+}
+
 /** `base` ms with up to `spread` (0..1) of random jitter added, so many waiters do not wake in lock-step. */
 export function withJitter(base: number, spread = 0.1): number {
   return base + Math.random() * base * spread;
