@@ -2,6 +2,9 @@ import { type LeaseEndReason, LockLostError, type LostReason } from './errors';
 import type { KeptLease } from './LeaseKeeper';
 import type { LockInfo } from './persisters/Persister';
 
+/** The control behind a lease made by this library (set in `Lease`'s static block). */
+let controlOf: (lease: Lease) => LeaseControl | undefined;
+
 /**
  * A held lock: the one object through which every way of holding it (`lock()`, `run()`,
  * `standby()`, the `Coalescer`, the CLI) goes (DESIGN.md §2, "The lease").
@@ -36,6 +39,11 @@ export class Lease implements AsyncDisposable {
   readonly acquiredAt: Date;
 
   readonly #control: LeaseControl;
+
+  static {
+    // The library's way back from a Lease to its control, without a WeakMap entry per lease.
+    controlOf = (lease) => (#control in lease ? lease.#control : undefined);
+  }
 
   /** @internal Leases are made by `Singleton.acquire()`. */
   constructor(control: LeaseControl) {
@@ -76,51 +84,98 @@ export class Lease implements AsyncDisposable {
   }
 }
 
-/** What a `Singleton` keeps about the lease it holds. @internal */
+/** The `Singleton` a lease belongs to, as its control calls back into it. @internal */
+export interface LeaseHost {
+  /** Ends `control`'s lease in the store (the owning Singleton's code path). */
+  endLease(control: LeaseControl): Promise<void>;
+  /** The keeper renewed `control`'s lease until `expiresAt`. */
+  leaseRenewed(control: LeaseControl, expiresAt: Date): void;
+  /** The keeper found `control`'s lease lost. */
+  leaseLost(control: LeaseControl, reason: LostReason, holder?: LockInfo): void;
+  /** A renewal failed and is retried. */
+  reportError(error: Error): void;
+}
+
+/** What a `Singleton` knows of a lease it has just acquired. @internal */
 export interface LeaseInit {
   name: string;
   token: string;
   fencingToken: bigint | number | undefined;
   acquiredAt: Date;
   expiresAt: Date;
-  /** Ends this lease in the store (the owning Singleton's code path). */
-  release(control: LeaseControl): Promise<void>;
+  ttlMs: number;
+  renewIntervalMs: number;
+  /** Monotonic time the acquire was sent. */
+  sentAt: number;
+  /** Round trip of the acquire, ms. */
+  roundTripMs: number;
 }
 
 /**
- * The library's side of a {@link Lease}: token, renewal entry, abort controller and the
- * work running under it. Never handed to users. @internal
+ * The library's side of a {@link Lease}: token, abort controller, the work running under
+ * it, and the keeper's view of it (it is the {@link KeptLease} the keeper renews, so a lease
+ * costs one object, not one per concern). Never handed to users. @internal
  */
-export class LeaseControl {
+export class LeaseControl implements KeptLease {
   readonly name: string;
   readonly token: string;
   readonly fencingToken: bigint | number | undefined;
   readonly acquiredAt: Date;
+  /** The store's expiry; moves with each renewal (the keeper reads it when the lease is added: the expiry as acquired). */
   expiresAt: Date;
-  readonly lease: Lease;
-  /** Made when someone first asks for the signal (most `lock()` users never do). */
-  private controller: AbortController | undefined;
-  /** Why the lease ended other than by its own release, once it has. */
-  private ending: { reason: LeaseEndReason; holder?: LockInfo; error?: LockLostError } | undefined;
-  /** The keeper's entry for this lease, set once it is being renewed. */
-  kept: KeptLease | undefined;
+  readonly ttlMs: number;
+  readonly renewIntervalMs: number;
+  sentAt: number;
+  roundTripMs: number;
+  /** Whether the keeper renews it (the keeper's entry is this object). */
+  kept = false;
   /** A store release in flight. */
   releasing: Promise<void> | undefined;
   /** A loss that arrived while a release was in flight (applied if the release fails). */
   pendingLoss: { reason: LostReason; holder?: LockInfo } | undefined;
+  /** Made when someone first asks for the signal (most `lock()` users never do). */
+  private controller: AbortController | undefined;
+  /** Made when someone first asks for the lease (`acquire()`, `run()`; not `lock()`). */
+  private leaseObject: Lease | undefined;
+  /** Why the lease ended other than by its own release, once it has. */
+  private ending: { reason: LeaseEndReason; holder?: LockInfo; error?: LockLostError } | undefined;
   private endedFlag = false;
   private ended$: { promise: Promise<void>; resolve: () => void } | undefined;
-  private readonly work = new Set<Promise<unknown>>();
-  private readonly releaseFn: (control: LeaseControl) => Promise<void>;
+  /** Work running under the lease (made for the first piece). */
+  private work: Set<Promise<unknown>> | undefined;
+  private readonly host: LeaseHost;
 
-  constructor(init: LeaseInit) {
+  constructor(init: LeaseInit, host: LeaseHost) {
     this.name = init.name;
     this.token = init.token;
     this.fencingToken = init.fencingToken;
     this.acquiredAt = init.acquiredAt;
     this.expiresAt = init.expiresAt;
-    this.releaseFn = init.release;
-    this.lease = new Lease(this);
+    this.ttlMs = init.ttlMs;
+    this.renewIntervalMs = init.renewIntervalMs;
+    this.sentAt = init.sentAt;
+    this.roundTripMs = init.roundTripMs;
+    this.host = host;
+  }
+
+  /** The user's handle on this lease, made on first use. */
+  get lease(): Lease {
+    return (this.leaseObject ??= new Lease(this));
+  }
+
+  /** The keeper renewed it (see {@link KeptLease.onRenewed}). */
+  onRenewed(expiresAt: Date): void {
+    this.host.leaseRenewed(this, expiresAt);
+  }
+
+  /** The keeper found it lost (see {@link KeptLease.onLost}). */
+  onLost(reason: LostReason, holder?: LockInfo): void {
+    this.host.leaseLost(this, reason, holder);
+  }
+
+  /** A renewal failed and is retried (see {@link KeptLease.onError}). */
+  onError(error: Error): void {
+    this.host.reportError(error);
   }
 
   get ended(): boolean {
@@ -130,7 +185,7 @@ export class LeaseControl {
   /** The store release, deduplicated; a no-op once ended. */
   release(): Promise<void> {
     if (this.endedFlag) return Promise.resolve();
-    return this.releaseFn(this);
+    return this.host.endLease(this);
   }
 
   /** The lease's signal, made on first use (already aborted if the lease ended meanwhile). */
@@ -185,13 +240,14 @@ export class LeaseControl {
   /** Work running under this lease (a `run()` callback, a standby task, a Coalescer run). */
   track(promise: Promise<unknown>): void {
     const settled = promise.then(noop, noop);
-    this.work.add(settled);
-    void settled.then(() => this.work.delete(settled));
+    const work = (this.work ??= new Set());
+    work.add(settled);
+    void settled.then(() => work.delete(settled));
   }
 
   /** Resolves once every piece of work tracked under this lease has settled. */
   async settled(): Promise<void> {
-    while (this.work.size > 0) await Promise.all([...this.work]);
+    while (this.work && this.work.size > 0) await Promise.all([...this.work]);
   }
 
   /** The lease as others see it (for a `conflict` answer naming this instance). */
@@ -208,25 +264,17 @@ export class LeaseControl {
   }
 }
 
-const controls = new WeakMap<Lease, LeaseControl>();
-
-/** Registers the control of a lease (done by the Singleton). @internal */
-export function bindControl(control: LeaseControl): Lease {
-  controls.set(control.lease, control);
-  return control.lease;
-}
-
 /**
  * Tracks `work` as running under `lease`, so the process hooks wait for it to settle
  * (bounded by `shutdownTimeoutMs`) before they hand the lock over. @internal
  */
 export function trackWork(lease: Lease, work: Promise<unknown>): void {
-  controls.get(lease)?.track(work);
+  controlOf(lease)?.track(work);
 }
 
 /** Resolves once `lease` has ended, however it ended. @internal */
 export function whenEnded(lease: Lease): Promise<void> {
-  return controls.get(lease)?.whenEnded ?? Promise.resolve();
+  return controlOf(lease)?.whenEnded ?? Promise.resolve();
 }
 
 function noop(): void {}

@@ -74,10 +74,14 @@ export class LeaseKeeper {
     this.arm(Math.min(entry.nextDue, entry.deadline));
   }
 
-  /** Stops renewing `lease`; an answer still in flight for it is ignored. */
+  /**
+   * Stops renewing `lease`; an answer still in flight for it is ignored. The timer and the
+   * reconnect subscription are left to the next tick, which drops them if nothing is held
+   * then: a program that locks and releases in a loop does not pay for a new timer and a
+   * new subscription on every lock, and nothing is left behind longer than one renew interval.
+   */
   remove(lease: KeptLease): void {
-    if (!this.entries.delete(lease)) return;
-    if (this.entries.size === 0) this.disarm();
+    this.entries.delete(lease);
   }
 
   /** Renews every lease now (a reconnect: the store may have forgotten them). */
@@ -133,6 +137,10 @@ export class LeaseKeeper {
   private tick(): void {
     this.timer = undefined;
     this.armedFor = Infinity;
+    if (this.entries.size === 0) {
+      this.disarm();
+      return;
+    }
     const now = monotonicNow();
     const batch: Entry[] = [];
     let next = Infinity;

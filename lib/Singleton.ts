@@ -5,8 +5,8 @@ import { diagnosticsChannel, publishEvent } from './diagnostics'; // [diagnostic
 import { abortError, type LeaseEndReason, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
 import { type Keeper, threadKeeperFor } from './keepAlive/threadKeeper'; // keepAlive: 'thread' (issue 11)
-import { bindControl, type Lease, LeaseControl } from './Lease';
-import { keeperFor, type KeptLease } from './LeaseKeeper';
+import { type Lease, LeaseControl, type LeaseHost } from './Lease';
+import { keeperFor } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
 import { CallbackPersisterAdapter, type CallbackPersister, fromCallbackPersister } from './persisters/fromCallbackPersister';
@@ -88,7 +88,7 @@ const WARN_STATES: ReadonlySet<string> = new Set(['conflict', 'lost']);
  * await singleton.lock();
  * ```
  */
-export class Singleton extends EventEmitter<SingletonEvents> {
+export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHost {
   /** The lock name. */
   readonly name: string;
   /** This instance's human-readable identity, as others see it. */
@@ -101,6 +101,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private readonly keeper: Keeper; // LeaseKeeper, or the keep-alive thread's keeper (issue 11)
   private readonly fences: boolean;
   private hooks: HookEntry | undefined;
+  /** Whether the process hooks handle anything for it (signals or fatal errors). */
+  private readonly hooked: boolean;
   private currentState: State = 'idle';
   private held: LeaseControl | undefined;
   private lastHolder: LockInfo | undefined;
@@ -129,6 +131,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         ? threadKeeperFor(this.persister, { ...this.options, owner: this.owner, exitOnLost: () => this.exitsOnLost(), logger: this.log })
         : keeperFor(this.persister);
     this.fences = this.persister.capabilities?.fencing !== false;
+    this.hooked = this.options.signals.length > 0 || this.options.handleErrors;
   }
 
   /** Whether a loss ends the process now: `onLost: 'exit'`, or no `onLost` and no `lost` listener. */
@@ -401,6 +404,20 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     if (listening) safeEmit(this, next, event);
   }
 
+  /**
+   * The hot path of `setState`: commits `next` without building an event, when nothing would
+   * read it (no log line at debug level, no listener, no diagnostics subscriber). Returns
+   * false, having changed nothing, when something would: then call `setState`.
+   */
+  private commitQuietly(next: State, emit = true): boolean {
+    if (diagnosticsChannel.hasSubscribers || this.logs('debug') || (emit && this.listenerCount(next) > 0)) return false;
+    if (!canTransition(this.currentState, next)) {
+      throw new Error(`singleton-process internal error: transition ${this.currentState} → ${next} is not allowed`);
+    }
+    this.currentState = next;
+    return true;
+  }
+
   private emitExpired(previous: LockInfo): void {
     this.emitEvent('expired', {
       previous,
@@ -506,7 +523,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   private async acquireOnce(conflictLevel: 'warn' | 'debug' | 'wait'): Promise<LeaseControl | null> {
     if (processHooks.shuttingDown) throw shuttingDownError(this.name);
-    this.setState('locking', { message: `locking "${this.name}"` });
+    if (!this.commitQuietly('locking')) this.setState('locking', { message: `locking "${this.name}"` });
     const token = newToken();
     const sentAt = monotonicNow();
     let result;
@@ -547,42 +564,37 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     const { lease: info } = result;
     const fencingToken = this.fences ? info.fencingToken : undefined;
-    const held = new LeaseControl({
-      name: this.name,
-      token,
-      fencingToken,
-      acquiredAt: info.acquiredAt,
-      expiresAt: info.expiresAt,
-      release: (control) => this.endLease(control),
-    });
-    bindControl(held);
-    const kept: KeptLease = {
-      name: this.name,
-      token,
-      ttlMs: this.options.ttlMs,
-      renewIntervalMs: this.options.renewIntervalMs,
-      sentAt,
-      roundTripMs: monotonicNow() - sentAt,
-      expiresAt: info.expiresAt,
-      onRenewed: (expiresAt) => this.onRenewed(held, expiresAt),
-      onLost: (reason, holder) => this.onLost(held, reason, holder),
-      onError: (error) => this.reportError(error),
-    };
-    held.kept = kept;
+    const held = new LeaseControl(
+      {
+        name: this.name,
+        token,
+        fencingToken,
+        acquiredAt: info.acquiredAt,
+        expiresAt: info.expiresAt,
+        ttlMs: this.options.ttlMs,
+        renewIntervalMs: this.options.renewIntervalMs,
+        sentAt,
+        roundTripMs: monotonicNow() - sentAt,
+      },
+      this,
+    );
+    held.kept = true;
     this.held = held;
     this.lastHolder = undefined;
-    processHooks.register(this.hookEntry);
-    this.keeper.add(kept);
+    if (this.hooked) processHooks.register(this.hookEntry);
+    this.keeper.add(held);
     // Commit first, then tell: listeners see the state they are told about.
-    this.setState(
-      'locked',
-      { fencingToken, expiresAt: info.expiresAt, message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}` },
-      { emit: false },
-    );
+    if (!this.commitQuietly('locked', false)) {
+      this.setState(
+        'locked',
+        { fencingToken, expiresAt: info.expiresAt, message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}` },
+        { emit: false },
+      );
+    }
     if (result.expired) this.emitExpired(result.expired);
     if (this.held === held) {
-      if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'locked', this.owner, { fencingToken, durationMs: kept.roundTripMs }); // [diagnostics] issue 15
-      safeEmit(this, 'locked', {
+      if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'locked', this.owner, { fencingToken, durationMs: held.roundTripMs }); // [diagnostics] issue 15
+      if (this.listenerCount('locked') > 0) safeEmit(this, 'locked', {
         name: this.name,
         fencingToken,
         expiresAt: info.expiresAt,
@@ -594,8 +606,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   // ——— internals: ending a lease ————————————————————————————————————
 
-  /** Ends `held` in the store (owner-checked), deduplicated. The signal is left as it is. */
-  private endLease(held: LeaseControl): Promise<void> {
+  /** Ends `held` in the store (owner-checked), deduplicated. The signal is left as it is. @internal */
+  endLease(held: LeaseControl): Promise<void> {
     if (held.ended) return Promise.resolve();
     held.releasing ??= this.releaseInStore(held).finally(() => {
       held.releasing = undefined;
@@ -604,9 +616,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   }
 
   private async releaseInStore(held: LeaseControl): Promise<void> {
-    this.setState('releasing', { message: `releasing "${this.name}"` }, { fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
+    if (!this.commitQuietly('releasing')) this.setState('releasing', { message: `releasing "${this.name}"` }, { fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     let deleted: boolean;
-    const sentAt = monotonicNow(); // [diagnostics] issue 15
+    const sentAt = diagnosticsChannel.hasSubscribers ? monotonicNow() : 0; // [diagnostics] issue 15
     try {
       deleted = await this.persister.release({ name: this.name, token: held.token });
     } catch (err) {
@@ -620,36 +632,38 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       throw error;
     }
     if (!deleted) this.log.warn({}, `"${this.name}" was no longer held by this instance at release (it had expired or was taken over)`);
-    if (held.kept) this.keeper.remove(held.kept);
+    if (held.kept) this.keeper.remove(held);
     if (this.held === held) this.held = undefined;
-    processHooks.unregister(this.hookEntry);
+    if (this.hooked) processHooks.unregister(this.hookEntry);
     held.markEnded();
-    this.setState('released', { message: `released "${this.name}"` }, { durationMs: monotonicNow() - sentAt, fencingToken: held.fencingToken }); // [diagnostics] issue 15
+    if (!this.commitQuietly('released')) this.setState('released', { message: `released "${this.name}"` }, { durationMs: sentAt === 0 ? undefined : monotonicNow() - sentAt, fencingToken: held.fencingToken }); // [diagnostics] issue 15
   }
 
   /** Stops renewing a lease whose release could not be confirmed: it expires by itself. */
   private abandon(lease: Lease, err: unknown): void {
     const held = this.held;
     if (!held || held.lease !== lease) return;
-    if (held.kept) this.keeper.remove(held.kept);
+    if (held.kept) this.keeper.remove(held);
     this.held = undefined;
-    processHooks.unregister(this.hookEntry);
+    if (this.hooked) processHooks.unregister(this.hookEntry);
     held.markEnded();
     this.log.warn({ err }, `"${this.name}" could not be released; it is no longer renewed and expires within ${this.options.ttlMs} ms`);
     this.setState('releasing', { message: `giving up "${this.name}"` }, { emit: false });
     this.setState('released', { message: `gave up "${this.name}"; it expires by itself` });
   }
 
-  private onRenewed(held: LeaseControl, expiresAt: Date): void {
+  /** The keeper renewed `held` until `expiresAt`. @internal */
+  leaseRenewed(held: LeaseControl, expiresAt: Date): void {
     if (this.held !== held) return;
     held.expiresAt = expiresAt;
-    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'renewed', this.owner, { fencingToken: held.fencingToken, durationMs: held.kept?.roundTripMs }); // [diagnostics] issue 15
+    if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'renewed', this.owner, { fencingToken: held.fencingToken, durationMs: held.roundTripMs }); // [diagnostics] issue 15
     // The hot path of a process holding thousands of leases: no event object nobody reads.
     if (this.listenerCount('renewed') === 0) return;
     this.emitEvent('renewed', { expiresAt, message: `renewed "${this.name}" until ${expiresAt.toISOString()}` });
   }
 
-  private onLost(held: LeaseControl, reason: 'expired' | 'taken-over' | 'store-unreachable', holder?: LockInfo): void {
+  /** The keeper found `held` lost. @internal */
+  leaseLost(held: LeaseControl, reason: 'expired' | 'taken-over' | 'store-unreachable', holder?: LockInfo): void {
     if (this.held !== held || held.ended) return;
     if (this.currentState === 'releasing') {
       // A release is in flight: tell the work now; the state follows the release's outcome.
@@ -662,8 +676,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   private lose(held: LeaseControl, reason: 'expired' | 'taken-over' | 'store-unreachable', holder?: LockInfo): void {
     this.held = undefined;
-    if (held.kept) this.keeper.remove(held.kept);
-    processHooks.unregister(this.hookEntry);
+    if (held.kept) this.keeper.remove(held);
+    if (this.hooked) processHooks.unregister(this.hookEntry);
     // The work is told first, before anything else runs.
     held.abort(reason, holder);
     held.markEnded();

@@ -171,11 +171,15 @@ let cachedHostname: string | undefined;
 
 const normalized = new WeakMap<object, NormalizedOptions>();
 let normalizedDefaults: NormalizedOptions | undefined;
+/** The last options object normalized (a shallow copy of what it held) and its result. */
+let last: { input: Record<string, unknown>; keys: number; result: NormalizedOptions } | undefined;
 
 /**
  * Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad
  * value. Done once per options object: instances built from the same object (or from none)
- * share the frozen result, so making a `Singleton` per name costs no re-validation.
+ * share the frozen result, so making a `Singleton` per name costs no re-validation. An
+ * object literal written in a loop (a new object each time, holding the same values) is
+ * recognised too: it is compared, key by key, with the last options normalized.
  * (An options object is read when first used; changing it afterwards changes nothing.)
  */
 export function normalizeOptions(options: SingletonOptions | undefined): NormalizedOptions {
@@ -186,11 +190,29 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
   if (options !== null && typeof options === 'object') {
     const known = normalized.get(options);
     if (known && known.pid === process.pid) return known;
+    if (last && last.result.pid === process.pid && sameValues(options as Record<string, unknown>, last.input, last.keys)) return last.result;
     const result = Object.freeze(checkOptions(options));
     normalized.set(options, result);
+    const input: Record<string, unknown> = {};
+    let keys = 0;
+    for (const key in options) {
+      input[key] = (options as Record<string, unknown>)[key];
+      keys += 1;
+    }
+    last = { input, keys, result };
     return result;
   }
   return checkOptions(options);
+}
+
+/** Whether `options` holds exactly the `keys` enumerable keys of `input`, with the same values. */
+function sameValues(options: Record<string, unknown>, input: Record<string, unknown>, keys: number): boolean {
+  let seen = 0;
+  for (const key in options) {
+    if (!Object.hasOwn(input, key) || options[key] !== input[key]) return false;
+    seen += 1;
+  }
+  return seen === keys;
 }
 
 function checkOptions(options: SingletonOptions): NormalizedOptions {

@@ -117,14 +117,28 @@ describe('a holder on a Redis that restarts empty', () => {
     await singleton.release();
   });
 
-  it('stops listening once nothing is held', async () => {
+  it('stops listening within one renew interval once nothing is held, and keeps one listener across lock cycles', async () => {
     const client = connect();
-    const singleton = holder(new RedisPersister(client), 'listeners');
+    const renewIntervalMs = 500;
+    const singleton = new Singleton('listeners', new RedisPersister(client), {
+      ttlMs: 3_000,
+      renewIntervalMs,
+      handleSignals: false,
+      handleErrors: false,
+      onLost: 'emit',
+      logger: recordingLogger().logger,
+    });
     const before = client.listenerCount('ready');
     await singleton.lock();
     expect(client.listenerCount('ready')).toBe(before + 1);
     await singleton.release();
-    expect(client.listenerCount('ready')).toBe(before);
+    // Locked again before the keeper's next tick: the same subscription serves.
+    await singleton.lock();
+    expect(client.listenerCount('ready')).toBe(before + 1);
+    await singleton.release();
+    const releasedAt = Date.now();
+    await waitUntil(() => client.listenerCount('ready') === before, 10_000, 'the reconnect listener was removed');
+    expect(Date.now() - releasedAt).toBeLessThanOrEqual(renewIntervalMs + 1_000);
   });
 });
 
