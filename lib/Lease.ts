@@ -129,6 +129,8 @@ export class LeaseControl implements KeptLease {
   roundTripMs: number;
   /** Whether the keeper renews it (the keeper's entry is this object). */
   kept = false;
+  /** The keeper's bookkeeping (see {@link KeptLease.keeperEntry}). */
+  keeperEntry: unknown = undefined;
   /** A store release in flight. */
   releasing: Promise<void> | undefined;
   /** A loss that arrived while a release was in flight (applied if the release fails). */

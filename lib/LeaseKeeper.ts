@@ -25,14 +25,20 @@ export interface KeptLease {
   onLost(reason: LostReason, holder?: LockInfo): void;
   /** Called for each failed renewal that is retried. Isolated like `onRenewed`. */
   onError(error: Error): void;
+  /** The keeper's bookkeeping for this lease while it is kept (set by the keeper; opaque to others). */
+  keeperEntry?: unknown;
 }
 
+/** One kept lease: a node of the keeper's list (a list, not a Map: adding and removing a lease allocates nothing else). */
 interface Entry {
+  readonly keeper: LeaseKeeper;
   lease: KeptLease;
   nextDue: number;
   deadline: number;
   inFlight: boolean;
   failures: number;
+  prev: Entry | undefined;
+  next: Entry | undefined;
 }
 
 /**
@@ -53,7 +59,10 @@ interface Entry {
  * lease makes it `lost` within a round trip, not at the next renewal.
  */
 export class LeaseKeeper {
-  private readonly entries = new Map<KeptLease, Entry>();
+  /** The kept leases, oldest first. */
+  private head: Entry | undefined;
+  private tail: Entry | undefined;
+  private count = 0;
   private timer: NodeJS.Timeout | undefined;
   private armedFor = Infinity;
   private stopWatchingReconnects: (() => void) | undefined;
@@ -62,15 +71,20 @@ export class LeaseKeeper {
 
   /** Number of leases kept. */
   get size(): number {
-    return this.entries.size;
+    return this.count;
   }
 
   /** Starts renewing `lease`. */
   add(lease: KeptLease): void {
-    const entry: Entry = { lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0 };
+    if (this.entryOf(lease)) return;
+    const entry: Entry = { keeper: this, lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0, prev: this.tail, next: undefined };
     this.schedule(entry, lease.sentAt, lease.roundTripMs, lease.expiresAt);
-    this.entries.set(lease, entry);
-    if (this.entries.size === 1) this.watchReconnects();
+    if (this.tail) this.tail.next = entry;
+    else this.head = entry;
+    this.tail = entry;
+    this.count += 1;
+    lease.keeperEntry = entry;
+    if (this.count === 1) this.watchReconnects();
     this.arm(Math.min(entry.nextDue, entry.deadline));
   }
 
@@ -81,14 +95,33 @@ export class LeaseKeeper {
    * new subscription on every lock, and nothing is left behind longer than one renew interval.
    */
   remove(lease: KeptLease): void {
-    this.entries.delete(lease);
+    const entry = this.entryOf(lease);
+    if (entry) this.unlink(entry);
+  }
+
+  /** `lease`'s entry in this keeper, if it is kept here. */
+  private entryOf(lease: KeptLease): Entry | undefined {
+    const entry = lease.keeperEntry as Entry | undefined;
+    return entry !== undefined && entry.keeper === this ? entry : undefined;
+  }
+
+  private unlink(entry: Entry): void {
+    if (entry.lease.keeperEntry !== entry) return;
+    entry.lease.keeperEntry = undefined;
+    if (entry.prev) entry.prev.next = entry.next;
+    else this.head = entry.next;
+    if (entry.next) entry.next.prev = entry.prev;
+    else this.tail = entry.prev;
+    entry.prev = undefined;
+    entry.next = undefined;
+    this.count -= 1;
   }
 
   /** Renews every lease now (a reconnect: the store may have forgotten them). */
   checkNow(): void {
     const now = monotonicNow();
-    for (const entry of this.entries.values()) if (!entry.inFlight) entry.nextDue = now;
-    if (this.entries.size > 0) {
+    for (let entry = this.head; entry; entry = entry.next) if (!entry.inFlight) entry.nextDue = now;
+    if (this.count > 0) {
       this.disarm();
       this.tick();
     }
@@ -127,7 +160,7 @@ export class LeaseKeeper {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.armedFor = Infinity;
-    if (this.entries.size === 0 && this.stopWatchingReconnects) {
+    if (this.count === 0 && this.stopWatchingReconnects) {
       const stop = this.stopWatchingReconnects;
       this.stopWatchingReconnects = undefined;
       isolated(stop);
@@ -137,18 +170,20 @@ export class LeaseKeeper {
   private tick(): void {
     this.timer = undefined;
     this.armedFor = Infinity;
-    if (this.entries.size === 0) {
+    if (this.count === 0) {
       this.disarm();
       return;
     }
     const now = monotonicNow();
     const batch: Entry[] = [];
     let next = Infinity;
-    for (const entry of this.entries.values()) {
+    for (let entry = this.head, following: Entry | undefined; entry; entry = following) {
+      following = entry.next;
       if (entry.deadline <= now) {
-        this.entries.delete(entry.lease);
-        if (this.entries.size === 0) this.disarm();
-        isolated(() => entry.lease.onLost('store-unreachable'));
+        this.unlink(entry);
+        if (this.count === 0) this.disarm();
+        const { lease } = entry;
+        isolated(() => lease.onLost('store-unreachable'));
         continue;
       }
       if (!entry.inFlight && entry.nextDue <= now + entry.lease.renewIntervalMs / 4) batch.push(entry);
@@ -191,7 +226,7 @@ export class LeaseKeeper {
     const roundTripMs = monotonicNow() - sentAt;
     entry.inFlight = false;
     const { lease } = entry;
-    if (this.entries.get(lease) !== entry) return; // released or lost meanwhile
+    if (lease.keeperEntry !== entry) return; // released or lost meanwhile
     if (result instanceof Error) {
       entry.failures += 1;
       // Retry with backoff, but always at least once more before the deadline.
@@ -203,8 +238,8 @@ export class LeaseKeeper {
       return;
     }
     if (!result.renewed) {
-      this.entries.delete(lease);
-      if (this.entries.size === 0) this.disarm();
+      this.unlink(entry);
+      if (this.count === 0) this.disarm();
       isolated(() => lease.onLost(result.holder ? 'taken-over' : 'expired', result.holder ?? undefined));
       return;
     }

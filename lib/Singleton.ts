@@ -245,7 +245,17 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
     return withCallback(this.lockOnce(), callback, 'lock');
   }
 
-  private async lockOnce(): Promise<boolean> {
+  private lockOnce(): Promise<boolean> {
+    // The common case without an async frame: nothing held, no attempt in flight.
+    if (!this.held && !this.attemptInFlight) {
+      const own = this.startAttempt('instance', 'warn');
+      own.claims += 1;
+      return own.promise.then(isHeld);
+    }
+    return this.lockWhenBusy();
+  }
+
+  private async lockWhenBusy(): Promise<boolean> {
     for (;;) {
       if (this.held && !this.held.releasing) return true;
       const attempt = this.attemptInFlight;
@@ -294,16 +304,27 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
     return withCallback(this.releaseAll(), callback, 'release');
   }
 
-  private async releaseAll(): Promise<void> {
+  private releaseAll(): Promise<void> {
     const calls = this.releaseCalls;
     this.releaseCalls = undefined;
     calls?.abort(abortError());
     if (this.waits) for (const wait of this.waits) wait.abort(abortError(releasedWhileWaiting(this.name)));
-    if (this.attemptInFlight) await this.attemptInFlight.promise.catch(() => null);
+    if (this.attemptInFlight) return this.releaseAfterAttempt(this.attemptInFlight);
+    return this.endHeld();
+  }
+
+  /** An attempt in flight may end up holding a lease: release that too. */
+  private async releaseAfterAttempt(attempt: Attempt): Promise<void> {
+    await attempt.promise.catch(() => null);
+    await this.endHeld();
+  }
+
+  /** Ends the lease held now, if any (its signal aborts: reason `released`). */
+  private endHeld(): Promise<void> {
     const held = this.held;
-    if (!held) return;
+    if (!held) return Promise.resolve();
     held.abort('released');
-    await this.endLease(held);
+    return this.endLease(held);
   }
 
   /** Whether anyone (this instance included) holds the lock now. Takes the seed's optional callback. */
@@ -435,28 +456,27 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
   // ——— internals: acquiring ————————————————————————————————————————
 
   private startAttempt(kind: AttemptKind, conflictLevel: 'warn' | 'debug' | 'wait'): Attempt {
-    const attempt: Attempt = {
-      kind,
-      claims: 0,
-      promise: this.acquireOnce(conflictLevel).then(
-        (held) => {
-          this.clearAttempt(attempt);
-          if (held && attempt.claims === 0) {
-            // Everyone who wanted this lease gave up while the attempt was in flight.
-            this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
-            held.release().catch(() => undefined);
-            return null;
-          }
-          return held;
-        },
-        (err: unknown) => {
-          this.clearAttempt(attempt);
-          throw err;
-        },
-      ),
-    };
+    const attempt: { kind: AttemptKind; claims: number; promise: Promise<LeaseControl | null> } = { kind, claims: 0, promise: RESOLVED_NULL };
     this.attemptInFlight = attempt;
+    attempt.promise = this.attempt(attempt, conflictLevel);
     return attempt;
+  }
+
+  /** Runs one attempt for `attempt`'s claimants; the attempt is over (cleared) before its promise settles. */
+  private async attempt(attempt: Attempt, conflictLevel: 'warn' | 'debug' | 'wait'): Promise<LeaseControl | null> {
+    let held: LeaseControl | null;
+    try {
+      held = await this.acquireOnce(conflictLevel);
+    } finally {
+      this.clearAttempt(attempt);
+    }
+    if (held && attempt.claims === 0) {
+      // Everyone who wanted this lease gave up while the attempt was in flight.
+      this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
+      held.release().catch(() => undefined);
+      return null;
+    }
+    return held;
   }
 
   private clearAttempt(attempt: Attempt): void {
@@ -609,9 +629,7 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
   /** Ends `held` in the store (owner-checked), deduplicated. The signal is left as it is. @internal */
   endLease(held: LeaseControl): Promise<void> {
     if (held.ended) return Promise.resolve();
-    held.releasing ??= this.releaseInStore(held).finally(() => {
-      held.releasing = undefined;
-    });
+    held.releasing ??= this.releaseInStore(held); // it clears `releasing` when done (after its first await)
     return held.releasing;
   }
 
@@ -619,9 +637,16 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
     if (!this.commitQuietly('releasing')) this.setState('releasing', { message: `releasing "${this.name}"` }, { fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     let deleted: boolean;
     const sentAt = diagnosticsChannel.hasSubscribers ? monotonicNow() : 0; // [diagnostics] issue 15
+    let call: Promise<boolean>;
     try {
-      deleted = await this.persister.release({ name: this.name, token: held.token });
+      call = this.persister.release({ name: this.name, token: held.token });
     } catch (err) {
+      call = Promise.reject(err); // settled after endLease has recorded this release
+    }
+    try {
+      deleted = await call;
+    } catch (err) {
+      held.releasing = undefined;
       const error = toPersisterError(`Releasing lock "${this.name}"`, err);
       // Not confirmed: the lease is still ours as far as we know. Keep it (still renewed), so
       // release() can be retried — unless its deadline passed meanwhile.
@@ -631,6 +656,7 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
       this.reportError(error);
       throw error;
     }
+    held.releasing = undefined;
     if (!deleted) this.log.warn({}, `"${this.name}" was no longer held by this instance at release (it had expired or was taken over)`);
     if (held.kept) this.keeper.remove(held);
     if (this.held === held) this.held = undefined;
@@ -774,6 +800,13 @@ function checkAcquireOptions(options: AcquireOptions): AcquireOptions {
 }
 
 /** Settles a seed-style callback from `promise` when one is given; the promise is returned either way. */
+const RESOLVED_NULL: Promise<null> = Promise.resolve(null);
+
+/** Whether an attempt ended holding a lease. */
+function isHeld(held: LeaseControl | null): boolean {
+  return held !== null;
+}
+
 function withCallback<T>(promise: Promise<T>, callback: NodeCallback<T> | undefined, method: string): Promise<T> {
   if (callback === undefined) return promise;
   if (typeof callback !== 'function') {

@@ -15,7 +15,7 @@ import type {
   RenewRequest,
   RenewResult,
 } from './Persister';
-import { acquireLease } from './redis/acquire';
+import { ACQUIRE_SCRIPT, parseAcquireReply } from './redis/acquire';
 import { inspectLease } from './redis/inspect';
 import { keysOfChannel, type LockKeys, lockKeys, releaseChannel } from './redis/keys';
 import { encodeHolder } from './redis/record';
@@ -23,6 +23,7 @@ import { releaseLease } from './redis/release';
 import { renewLease } from './redis/renew';
 import { renewLeases } from './redis/renewMany';
 import type { ScriptClient } from './redis/script';
+import { ScriptRunner } from './redis/runner';
 import { RedisAdmin } from './redis/admin';
 import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
 import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
@@ -117,6 +118,8 @@ export class RedisPersister implements Persister {
   private readonly logger: Logger;
   private evictionChecked = false;
   private readonly admin: RedisAdmin;
+  /** Runs the lease scripts with the operation timeout. */
+  private readonly scripts: ScriptRunner;
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -140,6 +143,7 @@ export class RedisPersister implements Persister {
       throw new TypeError(expected('options.logger', 'a pino-compatible logger (with debug, info, warn and error methods)', options.logger));
     }
     this.logger = options.logger ?? getDefaultLogger();
+    this.scripts = new ScriptRunner(this.client, this.operationTimeoutMs, (error) => this.explainError(error));
     if (this.ownsClient) {
       // Our own connection: its failures reach callers as PersisterErrors (naming the last
       // connection error), so ioredis must not also print "Unhandled error event" to stderr.
@@ -168,24 +172,31 @@ export class RedisPersister implements Persister {
   }
 
   /** Take the lease if it is free or expired; otherwise report the holder. */
-  async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    checkInteger('ttlMs', request.ttlMs, 1);
-    const holder = encodeHolder(request.owner);
-    const what = `Acquiring lock "${request.name}"`;
-    const result = await this.timed(what, () => acquireLease(this.client, this.keys(request.name), request, holder, what));
-    if (!this.evictionChecked) {
-      // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
-      this.evictionChecked = true;
-      void warnIfLeasesCanBeEvicted(this.client as unknown as ConfigClient, this.logger);
+  acquire(request: AcquireRequest): Promise<AcquireResult> {
+    let holder: string;
+    try {
+      checkInteger('ttlMs', request.ttlMs, 1);
+      holder = encodeHolder(request.owner);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return result;
+    const what = `Acquiring lock "${request.name}"`;
+    const lock = this.keys(request.name);
+    return this.scripts.run(ACQUIRE_SCRIPT, [lock.lease, lock.record], [request.token, request.ttlMs, holder], what, (reply) => {
+      if (!this.evictionChecked) {
+        // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
+        this.evictionChecked = true;
+        void warnIfLeasesCanBeEvicted(this.client as unknown as ConfigClient, this.logger);
+      }
+      return parseAcquireReply(lock, request, reply, what);
+    });
   }
 
   /** Extend the lease, only with the holder's token. */
   async renew(request: RenewRequest): Promise<RenewResult> {
     checkInteger('ttlMs', request.ttlMs, 1);
     const what = `Renewing lock "${request.name}"`;
-    const result = await this.timed(what, () => renewLease(this.client, this.keys(request.name), request, what));
+    const result = await renewLease(this.scripts, this.keys(request.name), request, what);
     return this.admin.explain(request, result);
   }
 
@@ -211,15 +222,13 @@ export class RedisPersister implements Persister {
   }
 
   /** Delete the lease, only with the holder's token; watchers of `name` are notified. */
-  async release(request: ReleaseRequest): Promise<boolean> {
-    const what = `Releasing lock "${request.name}"`;
-    return this.timed(what, () => releaseLease(this.client, this.keys(request.name), request, what));
+  release(request: ReleaseRequest): Promise<boolean> {
+    return releaseLease(this.scripts, this.keys(request.name), request, `Releasing lock "${request.name}"`);
   }
 
   /** The current holder, or null when free. Never includes the token. */
-  async inspect(name: string): Promise<LockInfo | null> {
-    const what = `Inspecting lock "${name}"`;
-    return this.timed(what, () => inspectLease(this.client, this.keys(name), what));
+  inspect(name: string): Promise<LockInfo | null> {
+    return inspectLease(this.scripts, this.keys(name), `Inspecting lock "${name}"`);
   }
 
   /** Every lease held now, sorted by name (SCAN over the key prefix; every master of a Cluster). */
@@ -305,10 +314,13 @@ export class RedisPersister implements Persister {
 
   /** Races `op` against `operationTimeoutMs`; any failure becomes a `PersisterError` that says `what` failed. */
   private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
-    return withRedisTimeout(what, this.operationTimeoutMs, op, (error) => {
-      const connection = this.lastConnectionError;
-      return connection ? new Error(`cannot connect to Redis (${connection.message})`, { cause: error }) : error;
-    });
+    return withRedisTimeout(what, this.operationTimeoutMs, op, (error) => this.explainError(error));
+  }
+
+  /** A driver error as callers read it: naming the last connection error of a connection we own. */
+  private explainError(error: unknown): unknown {
+    const connection = this.lastConnectionError;
+    return connection ? new Error(`cannot connect to Redis (${connection.message})`, { cause: error }) : error;
   }
 }
 

@@ -71,9 +71,32 @@ describe('RedisPersister on the shared Redis', () => {
     expect(recordPttl - FENCE_RECORD_TTL_MS).toBeLessThanOrEqual(pttl);
     expect(recordPttl - FENCE_RECORD_TTL_MS).toBeGreaterThan(pttl - 50);
     expect(await persister.inspect(name)).toMatchObject({ owner: 'tester 7\nsecond line', hostname: 'host-7', pid: 40007 });
+    // released with nobody waiting: the record goes with the lease (nothing is left of a name used once)
     expect(await persister.release({ name, token })).toBe(true);
-    expect(await admin.exists(lease)).toBe(0);
+    expect(await admin.exists(lease, `${lease}:fence`)).toBe(0);
+    const next = await persister.acquire({ name, token: newToken(), ttlMs: 10_000, owner: testOwner(8) });
+    if (!next.acquired) throw new Error('not acquired again');
+    expect(Number(next.lease.fencingToken)).toBeGreaterThan(Number(fencingToken));
+    expect(next.expired).toBeUndefined();
+  });
+
+  it('keeps the record of a released lease whose fence is ahead of the clock, so the next fence is above it', async () => {
+    const name = uniqueName('ahead');
+    const lease = `${keyPrefix}{${name}}`;
+    const ahead = Date.now() * 1000 + 60_000_000; // a fence a minute ahead of the clock (a failover to a slower clock)
+    await admin.set(`${lease}:fence`, `r-\n${ahead}\n${Date.now()}\n1\nh\nold`, 'PX', 60_000);
+    const tokens = [newToken(), newToken()];
+    const first = await persister.acquire({ name, token: tokens[0], ttlMs: 5_000, owner: testOwner(1) });
+    if (!first.acquired) throw new Error('not acquired');
+    expect(first.lease.fencingToken).toBe(ahead + 1);
+    expect(await admin.get(lease)).toBe(`${tokens[0]}*`); // marked: its release keeps the record
+    expect(await persister.release({ name, token: tokens[0] })).toBe(true);
     expect((await admin.get(`${lease}:fence`))?.slice(0, 3)).toBe('r-\n');
+    const second = await persister.acquire({ name, token: tokens[1], ttlMs: 5_000, owner: testOwner(2) });
+    if (!second.acquired) throw new Error('not acquired again');
+    expect(second.lease.fencingToken).toBe(ahead + 2);
+    expect(second.expired).toBeUndefined();
+    await persister.release({ name, token: tokens[1] });
   });
 
   it('returns the fence as a safe integer: server time in µs, printed without exponent', async () => {

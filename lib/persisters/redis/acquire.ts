@@ -21,7 +21,7 @@ import type { AcquireRequest, AcquireResult, LockInfo } from '../Persister';
 import type { LockKeys } from './keys';
 import { FENCE_RECORD_TTL_MS, holderReply, SERVER_TIME, WAITER_MARK } from './lua';
 import { holderFromRecord } from './record';
-import { defineScript, type ScriptClient, unexpectedReply } from './script';
+import { defineScript, unexpectedReply } from './script';
 
 const DAY = FENCE_RECORD_TTL_MS;
 
@@ -33,7 +33,12 @@ local token, ttl = ARGV[1], tonumber(ARGV[2])
 local old = redis.pcall('GET', KEYS[2])
 if type(old) ~= 'string' then old = nil end
 local watched = old and string.byte(old, 2) == 119 -- 'w'
-if not redis.call('SET', KEYS[1], watched and token .. '${WAITER_MARK}' or token, 'NX', 'PX', ttl) then
+local fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local last = old and tonumber(string.match(old, '^..\\n(%d+)'))
+-- the clock is behind the last fence handed out: one above it, and the release must keep the record
+local ahead = last and fence <= last
+if ahead then fence = last + 1 end
+if not redis.call('SET', KEYS[1], (watched or ahead) and token .. '${WAITER_MARK}' or token, 'NX', 'PX', ttl) then
   local held = redis.call('GET', KEYS[1])
   if held ~= token and held ~= token .. '${WAITER_MARK}' then
     -- someone else holds it: name the holder, and mark the lease, as the caller may wait for its release
@@ -43,16 +48,15 @@ if not redis.call('SET', KEYS[1], watched and token .. '${WAITER_MARK}' or token
   end
   -- re-sent by the holder: extend it, same fence
   redis.call('PEXPIRE', KEYS[1], ttl)
-  local fence, at = string.match(old or '', '^..\\n(%d+)\\n(%d+)\\n')
-  if fence then
+  local same, at = string.match(old or '', '^..\\n(%d+)\\n(%d+)\\n')
+  if same then
     redis.call('PEXPIRE', KEYS[2], ttl + ${DAY})
-    return { 1, tonumber(fence), tonumber(at), nowMs + ttl }
+    return { 1, tonumber(same), tonumber(at), nowMs + ttl }
   end
-  old = nil -- our lease lost its record (deleted by hand, evicted): describe it anew, with a new fence
+  -- our lease lost its record (deleted by hand, evicted): describe it anew, with a new fence
+  old, watched = nil, false
+  fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 end
-local fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local last = old and tonumber(string.match(old, '^..\\n(%d+)'))
-if last and fence <= last then fence = last + 1 end
 local expired
 if old and string.byte(old, 1) == 104 then -- 'h': the previous lease was never released, and its key is gone
   local pttl = redis.call('PTTL', KEYS[2]) -- the record expires a day after the lease it describes did
@@ -64,22 +68,12 @@ return { 1, fence, nowMs }
 `,
 );
 
-/**
- * Runs {@link ACQUIRE_SCRIPT} for `request` on the keys of `lock`; `holder` is
- * `encodeHolder(request.owner)` (checked before anything is sent); `what` starts error messages.
- */
-export async function acquireLease(
-  client: ScriptClient,
-  lock: LockKeys,
-  request: AcquireRequest,
-  holder: string,
-  what: string,
-): Promise<AcquireResult> {
-  const { token, ttlMs, owner } = request;
-  const reply = await ACQUIRE_SCRIPT.call(client, [lock.lease, lock.record], [token, ttlMs, holder]);
+/** An acquire reply as an `AcquireResult`; throws a `PersisterError` for anything else. */
+export function parseAcquireReply(lock: LockKeys, request: AcquireRequest, reply: unknown, what: string): AcquireResult {
   if (!Array.isArray(reply)) throw unexpectedReply(what, lock.prefix, reply);
   if (reply[0] === 0 && reply.length === 3) return { acquired: false, holder: holderFromRecord(lock.name, String(reply[1]), Number(reply[2])) };
   if (reply[0] !== 1 || typeof reply[1] !== 'number' || typeof reply[2] !== 'number') throw unexpectedReply(what, lock.prefix, reply);
+  const { owner } = request;
   const lease: LockInfo = {
     name: lock.name,
     owner: owner.owner,
@@ -87,7 +81,7 @@ export async function acquireLease(
     pid: owner.pid,
     fencingToken: reply[1],
     acquiredAt: new Date(reply[2]),
-    expiresAt: new Date(reply.length === 4 ? Number(reply[3]) : reply[2] + ttlMs),
+    expiresAt: new Date(reply.length === 4 ? Number(reply[3]) : reply[2] + request.ttlMs),
   };
   if (reply.length === 5) return { acquired: true, lease, expired: holderFromRecord(lock.name, String(reply[3]), Number(reply[4])) };
   return { acquired: true, lease };

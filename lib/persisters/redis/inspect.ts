@@ -10,7 +10,8 @@ import type { LockInfo } from '../Persister';
 import type { LockKeys } from './keys';
 import { holderReply, SERVER_TIME } from './lua';
 import { holderFromRecord, isHolderReply } from './record';
-import { defineScript, type ScriptClient, unexpectedReply } from './script';
+import type { ScriptRunner } from './runner';
+import { defineScript, unexpectedReply } from './script';
 
 /** The inspect script. */
 export const INSPECT_SCRIPT = defineScript(
@@ -25,9 +26,10 @@ return ${holderReply()}
 );
 
 /** Runs {@link INSPECT_SCRIPT}: the holder of `lock`, or null when free. */
-export async function inspectLease(client: ScriptClient, lock: LockKeys, what: string): Promise<LockInfo | null> {
-  const reply = await INSPECT_SCRIPT.call(client, [lock.lease, lock.record], []);
-  if (reply === 0) return null;
-  if (!isHolderReply(reply)) throw unexpectedReply(what, lock.prefix, reply);
-  return holderFromRecord(lock.name, reply[0], reply[1]);
+export function inspectLease(runner: ScriptRunner, lock: LockKeys, what: string): Promise<LockInfo | null> {
+  return runner.run(INSPECT_SCRIPT, [lock.lease, lock.record], [], what, (reply) => {
+    if (reply === 0) return null;
+    if (!isHolderReply(reply)) throw unexpectedReply(what, lock.prefix, reply);
+    return holderFromRecord(lock.name, reply[0], reply[1]);
+  });
 }

@@ -13,7 +13,8 @@ import type { RenewRequest, RenewResult } from '../Persister';
 import type { LockKeys } from './keys';
 import { FENCE_RECORD_TTL_MS, holderReply, SERVER_TIME, WAITER_MARK } from './lua';
 import { holderFromRecord, isHolderReply } from './record';
-import { defineScript, type ScriptClient, unexpectedReply } from './script';
+import type { ScriptRunner } from './runner';
+import { defineScript, unexpectedReply } from './script';
 
 /**
  * Lua: `renew(leaseKey, recordKey, token, ttl)`, the body of {@link RENEW_SCRIPT}, shared
@@ -42,9 +43,8 @@ return renew(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 );
 
 /** Runs {@link RENEW_SCRIPT} for `request` on the keys of `lock`; `what` starts error messages. */
-export async function renewLease(client: ScriptClient, lock: LockKeys, request: RenewRequest, what: string): Promise<RenewResult> {
-  const reply = await RENEW_SCRIPT.call(client, [lock.lease, lock.record], [request.token, request.ttlMs]);
-  return parseRenewReply(lock, reply, what);
+export function renewLease(runner: ScriptRunner, lock: LockKeys, request: RenewRequest, what: string): Promise<RenewResult> {
+  return runner.run(RENEW_SCRIPT, [lock.lease, lock.record], [request.token, request.ttlMs], what, (reply) => parseRenewReply(lock, reply, what));
 }
 
 /** A renew reply (also one lease's slot of a renewMany reply) as a `RenewResult`. */
