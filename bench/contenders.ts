@@ -419,8 +419,19 @@ class RawFloor implements Contender {
     };
   }
 
-  waitFor(): Promise<Held> {
-    return notSupported(this.id, 'waiting');
+  /**
+   * The floor of waiting: `SET NX` again as soon as the last try answered (no sleep, no
+   * notification), so the lock is taken the moment it is free, at the cost of one request
+   * in flight per waiter all the time — what no waiting mechanism can beat.
+   */
+  async waitFor(name: string, { signal, onWaiting }: WaitForOptions = {}): Promise<Held> {
+    for (let tries = 0; ; tries++) {
+      signal?.throwIfAborted();
+      const held = await this.acquire(name);
+      if (held) return held;
+      if (tries === 0) onWaiting?.();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   hold(): Promise<Held> {

@@ -1,6 +1,6 @@
 import './polyfills';
 import { EventEmitter } from 'node:events';
-import { raceAbort, waitController } from './abortable';
+import { waitController } from './abortable';
 import { diagnosticsChannel, publishEvent } from './diagnostics'; // [diagnostics] issue 15
 import { abortError, type LeaseEndReason, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
@@ -427,11 +427,11 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
 
   /**
    * The hot path of `setState`: commits `next` without building an event, when nothing would
-   * read it (no log line at debug level, no listener, no diagnostics subscriber). Returns
+   * read it (no log line at `level`, no listener, no diagnostics subscriber). Returns
    * false, having changed nothing, when something would: then call `setState`.
    */
-  private commitQuietly(next: State, emit = true): boolean {
-    if (diagnosticsChannel.hasSubscribers || this.logs('debug') || (emit && this.listenerCount(next) > 0)) return false;
+  private commitQuietly(next: State, emit = true, level: 'debug' | 'info' | 'warn' = 'debug'): boolean {
+    if (diagnosticsChannel.hasSubscribers || this.logs(level) || (emit && this.listenerCount(next) > 0)) return false;
     if (!canTransition(this.currentState, next)) {
       throw new Error(`singleton-process internal error: transition ${this.currentState} → ${next} is not allowed`);
     }
@@ -497,28 +497,43 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
     (this.waits ??= new Set()).add(controller);
     const waker = new Waker();
     let unwatch: (() => Promise<void>) | undefined;
+    // One abort listener for the whole wait (not one per attempt and per sleep: a standby
+    // woken by every release of a busy lock would add and remove them all the time).
+    let rejectRace: ((reason: unknown) => void) | undefined;
+    const onAbort = () => {
+      rejectRace?.(signal.reason);
+      waker.fail(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    const race = <T>(promise: Promise<T>): Promise<T> => {
+      if (signal.aborted) return Promise.reject(signal.reason);
+      return new Promise<T>((resolve, reject) => {
+        rejectRace = reject;
+        promise.then(resolve, reject);
+      });
+    };
     try {
-      unwatch = await raceAbort(this.watchReleases(waker), signal);
       let failures = 0;
+      let watching = false;
       for (;;) {
         signal.throwIfAborted();
         waker.clearPending();
         const held = this.held;
         if (held) {
           if (kind === 'instance' && !held.releasing) return held;
-          await raceAbort(held.whenEnded, signal);
+          await race(held.whenEnded);
           continue;
         }
         const other = this.attemptInFlight;
         if (other && !(kind === 'instance' && other.kind === 'instance')) {
-          await raceAbort(other.promise.catch(() => null), signal);
+          await race(other.promise.catch(() => null));
           continue;
         }
         let delayMs: number;
         const attempt = other ?? this.startAttempt(kind, 'wait');
         attempt.claims += 1;
         try {
-          const got = await raceAbort(attempt.promise, signal);
+          const got = await race(attempt.promise);
           if (got) return got;
           failures = 0;
           delayMs = this.delayUntilNextAttempt();
@@ -531,9 +546,25 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
           failures += 1;
           delayMs = withJitter(backoffMs(failures, 50, this.options.retryIntervalMs), 0.5);
         }
-        await waker.sleep(delayMs, signal);
+        if (!watching) {
+          // Tried before listening, so a free lock costs no subscription. Taken: listen for its
+          // release now, then try once more at once (a release between that attempt and the
+          // subscription wakes nobody; the lease was marked by the attempt, so later ones do).
+          watching = true;
+          const watched = this.watchReleases(waker);
+          try {
+            unwatch = await race(watched);
+          } catch (err) {
+            void watched.then((stop) => stop?.()).catch(() => undefined); // subscribed after all: let go
+            throw err;
+          }
+          if (failures === 0) continue;
+        }
+        signal.throwIfAborted();
+        await waker.sleep(delayMs);
       }
     } finally {
+      signal.removeEventListener('abort', onAbort);
       dispose();
       waker.dispose();
       this.waits?.delete(controller);
@@ -568,11 +599,10 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
       // and the same leader again is not news (debug).
       const waiting = conflictLevel === 'wait';
       const level = waiting ? (changed ? 'info' : 'debug') : conflictLevel;
-      this.setState(
-        'conflict',
-        { holder: result.holder, message: `"${this.name}" is held by ${describeHolder(result.holder)}` },
-        { emit: !waiting || changed, level },
-      );
+      const emit = !waiting || changed;
+      if (!this.commitQuietly('conflict', emit, level)) {
+        this.setState('conflict', { holder: result.holder, message: `"${this.name}" is held by ${describeHolder(result.holder)}` }, { emit, level });
+      }
       return null;
     }
     if (processHooks.shuttingDown) {

@@ -7,6 +7,7 @@
 export class Waker {
   private pending = false;
   private wakeSleeper: (() => void) | undefined;
+  private rejectSleeper: ((reason: unknown) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   /** Wakes the sleeper now, or the next one if nobody sleeps. */
@@ -31,8 +32,10 @@ export class Waker {
         if (this.timer) clearTimeout(this.timer);
         this.timer = undefined;
         this.wakeSleeper = undefined;
+        this.rejectSleeper = undefined;
         reject(signal?.reason);
       };
+      this.rejectSleeper = reject;
       this.wakeSleeper = () => {
         signal?.removeEventListener('abort', onAbort);
         resolve();
@@ -40,6 +43,20 @@ export class Waker {
       this.timer = setTimeout(() => this.finish(), Math.max(0, ms));
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /**
+   * Ends the current sleep, if any, with a rejection (`reason`): for a caller that listens
+   * for its abort once per wait rather than once per sleep.
+   */
+  fail(reason: unknown): void {
+    const reject = this.rejectSleeper;
+    if (!reject) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.wakeSleeper = undefined;
+    this.rejectSleeper = undefined;
+    reject(reason);
   }
 
   /** Ends any sleep and clears the timer. */
@@ -52,6 +69,7 @@ export class Waker {
     this.timer = undefined;
     const wake = this.wakeSleeper;
     this.wakeSleeper = undefined;
+    this.rejectSleeper = undefined;
     wake?.();
   }
 }
