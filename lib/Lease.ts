@@ -121,8 +121,13 @@ export class LeaseControl implements KeptLease {
   readonly token: string;
   readonly fencingToken: bigint | number | undefined;
   readonly acquiredAt: Date;
-  /** The store's expiry; moves with each renewal (the keeper reads it when the lease is added: the expiry as acquired). */
-  expiresAt: Date;
+  /**
+   * The store's expiry, ms since the epoch; moves with each renewal. A number, not a Date:
+   * a Date stored at each renewal would outlive a few collections of the young generation
+   * and be promoted, and thousands of held leases would then keep the old generation
+   * growing (and its collector busy) for nothing.
+   */
+  expiresAtMs: number;
   readonly ttlMs: number;
   readonly renewIntervalMs: number;
   sentAt: number;
@@ -152,12 +157,17 @@ export class LeaseControl implements KeptLease {
     this.token = init.token;
     this.fencingToken = init.fencingToken;
     this.acquiredAt = init.acquiredAt;
-    this.expiresAt = init.expiresAt;
+    this.expiresAtMs = init.expiresAt.getTime();
     this.ttlMs = init.ttlMs;
     this.renewIntervalMs = init.renewIntervalMs;
     this.sentAt = init.sentAt;
     this.roundTripMs = init.roundTripMs;
     this.host = host;
+  }
+
+  /** The store's expiry (the keeper reads it when the lease is added: the expiry as acquired). */
+  get expiresAt(): Date {
+    return new Date(this.expiresAtMs);
   }
 
   /** The user's handle on this lease, made on first use. */

@@ -197,12 +197,16 @@ export class LeaseKeeper {
   private send(batch: Entry[]): void {
     const sentAt = monotonicNow();
     for (const entry of batch) entry.inFlight = true;
-    const request = ({ lease }: Entry): RenewRequest => ({ name: lease.name, token: lease.token, ttlMs: lease.ttlMs });
+    // A kept lease is its own renew request (name, token, ttlMs): nothing to build per renewal.
+    const request = ({ lease }: Entry): RenewRequest => lease;
     if (batch.length > 1 && this.persister.renewMany) {
       // One round trip for the whole batch: every answer arrives together anyway.
       const requests = batch.map(request);
       void this.persister.renewMany(requests).then(
-        (results) => batch.forEach((entry, i) => this.settle(entry, results[i] ?? new Error('no answer for this lease'), sentAt)),
+        (results) => {
+          const now = monotonicNow();
+          for (let i = 0; i < batch.length; i++) this.settle(batch[i], results[i] ?? new Error('no answer for this lease'), sentAt, now);
+        },
         (err: unknown) => batch.forEach((entry) => this.settle(entry, toError(err), sentAt)),
       );
       return;
@@ -222,8 +226,8 @@ export class LeaseKeeper {
     }
   }
 
-  private settle(entry: Entry, result: RenewResult | Error, sentAt: number): void {
-    const roundTripMs = monotonicNow() - sentAt;
+  private settle(entry: Entry, result: RenewResult | Error, sentAt: number, answeredAt = monotonicNow()): void {
+    const roundTripMs = answeredAt - sentAt;
     entry.inFlight = false;
     const { lease } = entry;
     if (lease.keeperEntry !== entry) return; // released or lost meanwhile

@@ -458,25 +458,8 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
   private startAttempt(kind: AttemptKind, conflictLevel: 'warn' | 'debug' | 'wait'): Attempt {
     const attempt: { kind: AttemptKind; claims: number; promise: Promise<LeaseControl | null> } = { kind, claims: 0, promise: RESOLVED_NULL };
     this.attemptInFlight = attempt;
-    attempt.promise = this.attempt(attempt, conflictLevel);
+    attempt.promise = this.acquireOnce(conflictLevel, attempt);
     return attempt;
-  }
-
-  /** Runs one attempt for `attempt`'s claimants; the attempt is over (cleared) before its promise settles. */
-  private async attempt(attempt: Attempt, conflictLevel: 'warn' | 'debug' | 'wait'): Promise<LeaseControl | null> {
-    let held: LeaseControl | null;
-    try {
-      held = await this.acquireOnce(conflictLevel);
-    } finally {
-      this.clearAttempt(attempt);
-    }
-    if (held && attempt.claims === 0) {
-      // Everyone who wanted this lease gave up while the attempt was in flight.
-      this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
-      held.release().catch(() => undefined);
-      return null;
-    }
-    return held;
   }
 
   private clearAttempt(attempt: Attempt): void {
@@ -572,86 +555,101 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
     }
   }
 
-  private async acquireOnce(conflictLevel: 'warn' | 'debug' | 'wait'): Promise<LeaseControl | null> {
-    if (processHooks.shuttingDown) throw shuttingDownError(this.name);
-    if (!this.commitQuietly('locking')) this.setState('locking', { message: `locking "${this.name}"` });
-    const token = newToken();
-    const sentAt = monotonicNow();
-    let result;
+  /**
+   * One attempt for `attempt`'s claimants (one async step: no wrapper around it). The
+   * attempt is over (cleared) before its promise settles; a lease nobody claims any more
+   * (every claimant gave up meanwhile) is given back at once.
+   */
+  private async acquireOnce(conflictLevel: 'warn' | 'debug' | 'wait', attempt: Attempt): Promise<LeaseControl | null> {
     try {
-      result = await this.persister.acquire({ name: this.name, token, ttlMs: this.options.ttlMs, owner: this.ownerInfo });
-    } catch (err) {
-      const error = toPersisterError(`Acquiring lock "${this.name}"`, err);
-      // The store may have applied the acquire after we gave up on its answer (a timeout):
-      // free that lease at once rather than leave it to expire. Owner-checked, so harmless otherwise.
-      this.persister.release({ name: this.name, token }).catch(() => undefined);
-      this.setState('idle', { message: `could not reach the store to lock "${this.name}"` });
-      if (error.expired) this.emitExpired(error.expired);
-      this.reportError(error);
-      throw error;
-    }
-    if (!result.acquired) {
-      if (result.expired) this.emitExpired(result.expired);
-      const changed = !this.lastHolder || !sameHolder(this.lastHolder, result.holder);
-      this.lastHolder = result.holder;
-      // A one-shot lock() that finds the lock taken is worth a warning; acquire() callers
-      // handle `null` themselves; a standby seeing a new leader is normal operation (info),
-      // and the same leader again is not news (debug).
-      const waiting = conflictLevel === 'wait';
-      const level = waiting ? (changed ? 'info' : 'debug') : conflictLevel;
-      const emit = !waiting || changed;
-      if (!this.commitQuietly('conflict', emit, level)) {
-        this.setState('conflict', { holder: result.holder, message: `"${this.name}" is held by ${describeHolder(result.holder)}` }, { emit, level });
+      if (processHooks.shuttingDown) throw shuttingDownError(this.name);
+      if (!this.commitQuietly('locking')) this.setState('locking', { message: `locking "${this.name}"` });
+      const token = newToken();
+      const sentAt = monotonicNow();
+      let result;
+      try {
+        result = await this.persister.acquire({ name: this.name, token, ttlMs: this.options.ttlMs, owner: this.ownerInfo });
+      } catch (err) {
+        const error = toPersisterError(`Acquiring lock "${this.name}"`, err);
+        // The store may have applied the acquire after we gave up on its answer (a timeout):
+        // free that lease at once rather than leave it to expire. Owner-checked, so harmless otherwise.
+        this.persister.release({ name: this.name, token }).catch(() => undefined);
+        this.setState('idle', { message: `could not reach the store to lock "${this.name}"` });
+        if (error.expired) this.emitExpired(error.expired);
+        this.reportError(error);
+        throw error;
       }
-      return null;
-    }
-    if (processHooks.shuttingDown) {
-      // A signal arrived while the acquire was in flight: the shutdown already chose
-      // what to release, so give this lease back now instead of holding it into exit.
-      await this.persister.release({ name: this.name, token }).catch(() => undefined);
-      this.setState('idle', { message: `gave "${this.name}" back at once: the process is shutting down` });
-      throw shuttingDownError(this.name);
-    }
-    const { lease: info } = result;
-    const fencingToken = this.fences ? info.fencingToken : undefined;
-    const held = new LeaseControl(
-      {
-        name: this.name,
-        token,
-        fencingToken,
-        acquiredAt: info.acquiredAt,
-        expiresAt: info.expiresAt,
-        ttlMs: this.options.ttlMs,
-        renewIntervalMs: this.options.renewIntervalMs,
-        sentAt,
-        roundTripMs: monotonicNow() - sentAt,
-      },
-      this,
-    );
-    held.kept = true;
-    this.held = held;
-    this.lastHolder = undefined;
-    if (this.hooked) processHooks.register(this.hookEntry);
-    this.keeper.add(held);
-    // Commit first, then tell: listeners see the state they are told about.
-    if (!this.commitQuietly('locked', false)) {
-      this.setState(
-        'locked',
-        { fencingToken, expiresAt: info.expiresAt, message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}` },
-        { emit: false },
+      if (!result.acquired) {
+        if (result.expired) this.emitExpired(result.expired);
+        const changed = !this.lastHolder || !sameHolder(this.lastHolder, result.holder);
+        this.lastHolder = result.holder;
+        // A one-shot lock() that finds the lock taken is worth a warning; acquire() callers
+        // handle `null` themselves; a standby seeing a new leader is normal operation (info),
+        // and the same leader again is not news (debug).
+        const waiting = conflictLevel === 'wait';
+        const level = waiting ? (changed ? 'info' : 'debug') : conflictLevel;
+        const emit = !waiting || changed;
+        if (!this.commitQuietly('conflict', emit, level)) {
+          this.setState('conflict', { holder: result.holder, message: `"${this.name}" is held by ${describeHolder(result.holder)}` }, { emit, level });
+        }
+        return null;
+      }
+      if (processHooks.shuttingDown) {
+        // A signal arrived while the acquire was in flight: the shutdown already chose
+        // what to release, so give this lease back now instead of holding it into exit.
+        await this.persister.release({ name: this.name, token }).catch(() => undefined);
+        this.setState('idle', { message: `gave "${this.name}" back at once: the process is shutting down` });
+        throw shuttingDownError(this.name);
+      }
+      const { lease: info } = result;
+      const fencingToken = this.fences ? info.fencingToken : undefined;
+      const held = new LeaseControl(
+        {
+          name: this.name,
+          token,
+          fencingToken,
+          acquiredAt: info.acquiredAt,
+          expiresAt: info.expiresAt,
+          ttlMs: this.options.ttlMs,
+          renewIntervalMs: this.options.renewIntervalMs,
+          sentAt,
+          roundTripMs: monotonicNow() - sentAt,
+        },
+        this,
       );
+      held.kept = true;
+      this.held = held;
+      this.lastHolder = undefined;
+      if (this.hooked) processHooks.register(this.hookEntry);
+      this.keeper.add(held);
+      // Commit first, then tell: listeners see the state they are told about.
+      if (!this.commitQuietly('locked', false)) {
+        this.setState(
+          'locked',
+          { fencingToken, expiresAt: info.expiresAt, message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}` },
+          { emit: false },
+        );
+      }
+      if (result.expired) this.emitExpired(result.expired);
+      if (this.held === held) {
+        if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'locked', this.owner, { fencingToken, durationMs: held.roundTripMs }); // [diagnostics] issue 15
+        if (this.listenerCount('locked') > 0) safeEmit(this, 'locked', {
+          name: this.name,
+          fencingToken,
+          expiresAt: info.expiresAt,
+          message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}`,
+        });
+      }
+      if (attempt.claims === 0) {
+        // Everyone who wanted this lease gave up while the attempt was in flight.
+        this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
+        held.release().catch(() => undefined);
+        return null;
+      }
+      return held;
+    } finally {
+      this.clearAttempt(attempt);
     }
-    if (result.expired) this.emitExpired(result.expired);
-    if (this.held === held) {
-      if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'locked', this.owner, { fencingToken, durationMs: held.roundTripMs }); // [diagnostics] issue 15
-      if (this.listenerCount('locked') > 0) safeEmit(this, 'locked', {
-        name: this.name,
-        fencingToken,
-        expiresAt: info.expiresAt,
-        message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}`,
-      });
-    }
-    return held;
   }
 
   // ——— internals: ending a lease ————————————————————————————————————
@@ -711,7 +709,7 @@ export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHos
   /** The keeper renewed `held` until `expiresAt`. @internal */
   leaseRenewed(held: LeaseControl, expiresAt: Date): void {
     if (this.held !== held) return;
-    held.expiresAt = expiresAt;
+    held.expiresAtMs = expiresAt.getTime();
     if (diagnosticsChannel.hasSubscribers) publishEvent(this.name, 'renewed', this.owner, { fencingToken: held.fencingToken, durationMs: held.roundTripMs }); // [diagnostics] issue 15
     // The hot path of a process holding thousands of leases: no event object nobody reads.
     if (this.listenerCount('renewed') === 0) return;
