@@ -5,6 +5,7 @@ import { redisThreadDescriptor } from '../keepAlive/redisDescriptor';
 import { getDefaultLogger, isLogger, type Logger } from '../logger';
 import { checkBoolean, checkInteger, expected } from '../validate';
 import type {
+  OwnerInfo,
   AcquireRequest,
   AcquireResult,
   ListOptions,
@@ -120,6 +121,9 @@ export class RedisPersister implements Persister {
   private readonly admin: RedisAdmin;
   /** Runs the lease scripts with the operation timeout. */
   private readonly scripts: ScriptRunner;
+  private lastKeys: LockKeys | undefined;
+  private lastOwner: OwnerInfo | undefined;
+  private lastHolder = '';
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -176,7 +180,7 @@ export class RedisPersister implements Persister {
     let holder: string;
     try {
       checkInteger('ttlMs', request.ttlMs, 1);
-      holder = encodeHolder(request.owner);
+      holder = this.holderOf(request.owner);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -305,7 +309,19 @@ export class RedisPersister implements Persister {
 
   /** The keys of `name` (README: "Redis data model"). */
   private keys(name: string): LockKeys {
-    return lockKeys(this.keyPrefix, name);
+    // One entry of memory: a release (or renew) usually follows the acquire of the same name.
+    if (this.lastKeys?.name !== name) this.lastKeys = lockKeys(this.keyPrefix, name);
+    return this.lastKeys;
+  }
+
+  /** The holder part of a fence record for `owner` (remembered for the last owner seen). */
+  private holderOf(owner: OwnerInfo): string {
+    const last = this.lastOwner;
+    if (!last || last.owner !== owner.owner || last.hostname !== owner.hostname || last.pid !== owner.pid) {
+      this.lastHolder = encodeHolder(owner);
+      this.lastOwner = { owner: owner.owner, hostname: owner.hostname, pid: owner.pid };
+    }
+    return this.lastHolder;
   }
 
   private channel(name: string): string {

@@ -33,11 +33,17 @@ local token, ttl = ARGV[1], tonumber(ARGV[2])
 local old = redis.pcall('GET', KEYS[2])
 if type(old) ~= 'string' then old = nil end
 local watched = old and string.byte(old, 2) == 119 -- 'w'
-local fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+-- the fence: the server clock in µs, as text too (seconds and six digits: no number formatting)
+local micros = string.rep('0', 6 - #clock[2]) .. clock[2]
+local fenceText = clock[1] .. micros
+local fence = tonumber(fenceText)
 local last = old and tonumber(string.match(old, '^..\\n(%d+)'))
 -- the clock is behind the last fence handed out: one above it, and the release must keep the record
 local ahead = last and fence <= last
-if ahead then fence = last + 1 end
+if ahead then
+  fence = last + 1
+  fenceText = string.format('%.0f', fence)
+end
 if not redis.call('SET', KEYS[1], (watched or ahead) and token .. '${WAITER_MARK}' or token, 'NX', 'PX', ttl) then
   local held = redis.call('GET', KEYS[1])
   if held ~= token and held ~= token .. '${WAITER_MARK}' then
@@ -55,14 +61,15 @@ if not redis.call('SET', KEYS[1], (watched or ahead) and token .. '${WAITER_MARK
   end
   -- our lease lost its record (deleted by hand, evicted): describe it anew, with a new fence
   old, watched = nil, false
-  fence = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  fenceText = clock[1] .. micros
+  fence = tonumber(fenceText)
 end
 local expired
 if old and string.byte(old, 1) == 104 then -- 'h': the previous lease was never released, and its key is gone
   local pttl = redis.call('PTTL', KEYS[2]) -- the record expires a day after the lease it describes did
   expired = pttl > 0 and nowMs + pttl - ${DAY} or nowMs
 end
-redis.call('SET', KEYS[2], (watched and 'hw\\n' or 'h-\\n') .. string.format('%.0f\\n%.0f\\n', fence, nowMs) .. ARGV[3], 'PX', ttl + ${DAY})
+redis.call('SET', KEYS[2], (watched and 'hw\\n' or 'h-\\n') .. fenceText .. '\\n' .. clock[1] .. string.sub(micros, 1, 3) .. '\\n' .. ARGV[3], 'PX', ttl + ${DAY})
 if expired then return { 1, fence, nowMs, old, expired } end
 return { 1, fence, nowMs }
 `,
