@@ -5,7 +5,8 @@
  * - each script makes as few Redis calls as it can (the server time of a script is
  *   mostly its `redis.call`s and their conversions), and does little else;
  * - numbers go back as integer replies (Lua doubles hold ms and µs since the epoch
- *   exactly); the fence is written into the record with `%.0f`, as `tostring` would
+ *   exactly); the acquire writes the fence into the record from `TIME`'s text (seconds and
+ *   six digits of µs), or with `%.0f` when it is above the clock, as `tostring` would
  *   print 1.7e15 as `1.7e+15`;
  * - the fence record is read with `redis.pcall`, so that a key of another type there
  *   (a record of an older version: a hash) reads as no record rather than failing.
