@@ -86,10 +86,26 @@ export async function renewLeases(
         missing.push(chunk);
         return;
       }
+      // Every lease of a chunk renewed at once gets the same expiry (one TIME, one ttl): one
+      // result object for all of them, not one (and a Date) per lease.
+      let shared: RenewResult | undefined;
+      let sharedMs = 0;
       chunk.forEach((i, k) => {
         const { name } = requests[i];
-        if (error) results[i] = toPersisterError(`Renewing lock "${name}"`, error);
-        else results[i] = renewResult(prefix, name, Array.isArray(reply) ? (reply[k] as unknown) : reply);
+        if (error) {
+          results[i] = toPersisterError(`Renewing lock "${name}"`, error);
+          return;
+        }
+        const one = Array.isArray(reply) ? (reply[k] as unknown) : reply;
+        if (shared && one === sharedMs) results[i] = shared;
+        else {
+          const result = renewResult(prefix, name, one);
+          if (!(result instanceof Error) && result.renewed) {
+            shared = Object.freeze(result);
+            sharedMs = one as number;
+          }
+          results[i] = result;
+        }
       });
     });
     pending = missing;
