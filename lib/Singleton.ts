@@ -5,7 +5,7 @@ import { diagnosticsChannel, publishEvent } from './diagnostics'; // [diagnostic
 import { abortError, type LeaseEndReason, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
 import { type Keeper, threadKeeperFor } from './keepAlive/threadKeeper'; // keepAlive: 'thread' (issue 11)
-import { type Lease, LeaseControl, type LeaseHost } from './Lease';
+import { type Lease, LeaseControl } from './Lease';
 import { keeperFor } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
@@ -88,7 +88,7 @@ const WARN_STATES: ReadonlySet<string> = new Set(['conflict', 'lost']);
  * await singleton.lock();
  * ```
  */
-export class Singleton extends EventEmitter<SingletonEvents> implements LeaseHost {
+export class Singleton extends EventEmitter<SingletonEvents> {
   /** The lock name. */
   readonly name: string;
   /** This instance's human-readable identity, as others see it. */
