@@ -176,22 +176,24 @@ export class LeaseKeeper {
     }
     const now = monotonicNow();
     const batch: Entry[] = [];
+    const lost: KeptLease[] = [];
     let next = Infinity;
+    // Walk the list without calling anyone back: a callback may add or remove leases.
     for (let entry = this.head, following: Entry | undefined; entry; entry = following) {
       following = entry.next;
       if (entry.deadline <= now) {
         this.unlink(entry);
-        if (this.count === 0) this.disarm();
-        const { lease } = entry;
-        isolated(() => lease.onLost('store-unreachable'));
+        lost.push(entry.lease);
         continue;
       }
       if (!entry.inFlight && entry.nextDue <= now + entry.lease.renewIntervalMs / 4) batch.push(entry);
       else next = Math.min(next, entry.inFlight ? entry.deadline : Math.min(entry.nextDue, entry.deadline));
     }
+    if (this.count === 0) this.disarm();
     if (batch.length > 0) this.send(batch);
     for (const entry of batch) next = Math.min(next, entry.deadline);
     if (next < Infinity) this.arm(next);
+    for (const lease of lost) isolated(() => lease.onLost('store-unreachable'));
   }
 
   private send(batch: Entry[]): void {

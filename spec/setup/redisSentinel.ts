@@ -117,7 +117,17 @@ export async function startRedisSentinel(timeoutMs = 30_000): Promise<RedisSenti
         const from = await primaryPort();
         const to = servers.map((s) => s.port).find((p) => p !== from) as number;
         const next = admin(to);
-        await sentinelAdmins[0].call('SENTINEL', 'FAILOVER', SENTINEL_MASTER_NAME);
+        // Right after an earlier failover the demoted server is not yet a "good" replica to the
+        // sentinels (its link and INFO must be fresh): NOGOODSLAVE then, so ask again, bounded.
+        await until(`a replica the sentinels can promote (port ${to})`, failoverTimeoutMs, async () => {
+          try {
+            await sentinelAdmins[0].call('SENTINEL', 'FAILOVER', SENTINEL_MASTER_NAME);
+            return true;
+          } catch (error) {
+            if (error instanceof Error && /NOGOODSLAVE/.test(error.message)) return undefined;
+            throw error;
+          }
+        });
         await until(`the failover from port ${from} to port ${to}`, failoverTimeoutMs, async () => {
           for (const s of sentinelAdmins) {
             const [, port] = (await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER_NAME)) as [string, string];
