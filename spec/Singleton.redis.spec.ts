@@ -86,11 +86,14 @@ function recordingRenewals(inner: Persister): { persister: Persister; okSentAt: 
 }
 
 /** Resolves the first `event` emitted by `s`, with the `Date.now()` it arrived at. */
+/** The next `event` of `s`; rejects, saying what was awaited and the state, if it does not come within 15 s. */
 function next<E extends 'lost' | 'locked' | 'renewed' | 'conflict'>(s: Singleton, event: E) {
-  return new Promise<{ at: number; payload: SingletonEvents[E][0] }>((resolve) => {
-    (s.once as (e: string, l: (p: SingletonEvents[E][0]) => void) => Singleton)(event, (payload) =>
-      resolve({ at: Date.now(), payload }),
-    );
+  return new Promise<{ at: number; payload: SingletonEvents[E][0] }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no '${event}' from "${s.name}" within 15 s (state: ${s.state})`)), 15_000);
+    (s.once as (e: string, l: (p: SingletonEvents[E][0]) => void) => Singleton)(event, (payload) => {
+      clearTimeout(timer);
+      resolve({ at: Date.now(), payload });
+    });
   });
 }
 
