@@ -1,5 +1,6 @@
 import { toPersisterError, type LostReason } from './errors';
 import type { LockInfo, Persister, RenewRequest, RenewResult } from './persisters/Persister';
+import { LinkedList, type ListNode } from './LinkedList';
 import { isolated, rethrowLater } from './safeEmit';
 import { backoffMs, monotonicNow, safetyMarginMs } from './time';
 
@@ -30,15 +31,13 @@ export interface KeptLease {
 }
 
 /** One kept lease: a node of the keeper's list (a list, not a Map: adding and removing a lease allocates nothing else). */
-interface Entry {
+interface Entry extends ListNode<Entry> {
   readonly keeper: LeaseKeeper;
   lease: KeptLease;
   nextDue: number;
   deadline: number;
   inFlight: boolean;
   failures: number;
-  prev: Entry | undefined;
-  next: Entry | undefined;
 }
 
 /**
@@ -60,9 +59,7 @@ interface Entry {
  */
 export class LeaseKeeper {
   /** The kept leases, oldest first. */
-  private head: Entry | undefined;
-  private tail: Entry | undefined;
-  private count = 0;
+  private readonly entries = new LinkedList<Entry>();
   private timer: NodeJS.Timeout | undefined;
   private armedFor = Infinity;
   private stopWatchingReconnects: (() => void) | undefined;
@@ -71,20 +68,17 @@ export class LeaseKeeper {
 
   /** Number of leases kept. */
   get size(): number {
-    return this.count;
+    return this.entries.size;
   }
 
   /** Starts renewing `lease`. */
   add(lease: KeptLease): void {
     if (this.entryOf(lease)) return;
-    const entry: Entry = { keeper: this, lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0, prev: this.tail, next: undefined };
+    const entry: Entry = { keeper: this, lease, nextDue: 0, deadline: 0, inFlight: false, failures: 0, prev: undefined, next: undefined, linked: false };
     this.schedule(entry, lease.sentAt, lease.roundTripMs, lease.expiresAt);
-    if (this.tail) this.tail.next = entry;
-    else this.head = entry;
-    this.tail = entry;
-    this.count += 1;
+    this.entries.push(entry);
     lease.keeperEntry = entry;
-    if (this.count === 1) this.watchReconnects();
+    if (this.entries.size === 1) this.watchReconnects();
     this.arm(Math.min(entry.nextDue, entry.deadline));
   }
 
@@ -108,20 +102,14 @@ export class LeaseKeeper {
   private unlink(entry: Entry): void {
     if (entry.lease.keeperEntry !== entry) return;
     entry.lease.keeperEntry = undefined;
-    if (entry.prev) entry.prev.next = entry.next;
-    else this.head = entry.next;
-    if (entry.next) entry.next.prev = entry.prev;
-    else this.tail = entry.prev;
-    entry.prev = undefined;
-    entry.next = undefined;
-    this.count -= 1;
+    this.entries.unlink(entry);
   }
 
   /** Renews every lease now (a reconnect: the store may have forgotten them). */
   checkNow(): void {
     const now = monotonicNow();
-    for (let entry = this.head; entry; entry = entry.next) if (!entry.inFlight) entry.nextDue = now;
-    if (this.count > 0) {
+    for (let entry = this.entries.head; entry; entry = entry.next) if (!entry.inFlight) entry.nextDue = now;
+    if (this.entries.size > 0) {
       this.disarm();
       this.tick();
     }
@@ -160,7 +148,7 @@ export class LeaseKeeper {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.armedFor = Infinity;
-    if (this.count === 0 && this.stopWatchingReconnects) {
+    if (this.entries.size === 0 && this.stopWatchingReconnects) {
       const stop = this.stopWatchingReconnects;
       this.stopWatchingReconnects = undefined;
       isolated(stop);
@@ -170,7 +158,7 @@ export class LeaseKeeper {
   private tick(): void {
     this.timer = undefined;
     this.armedFor = Infinity;
-    if (this.count === 0) {
+    if (this.entries.size === 0) {
       this.disarm();
       return;
     }
@@ -179,7 +167,7 @@ export class LeaseKeeper {
     const lost: KeptLease[] = [];
     let next = Infinity;
     // Walk the list without calling anyone back: a callback may add or remove leases.
-    for (let entry = this.head, following: Entry | undefined; entry; entry = following) {
+    for (let entry = this.entries.head, following: Entry | undefined; entry; entry = following) {
       following = entry.next;
       if (entry.deadline <= now) {
         this.unlink(entry);
@@ -189,7 +177,7 @@ export class LeaseKeeper {
       if (!entry.inFlight && entry.nextDue <= now + entry.lease.renewIntervalMs / 4) batch.push(entry);
       else next = Math.min(next, entry.inFlight ? entry.deadline : Math.min(entry.nextDue, entry.deadline));
     }
-    if (this.count === 0) this.disarm();
+    if (this.entries.size === 0) this.disarm();
     if (batch.length > 0) this.send(batch);
     for (const entry of batch) next = Math.min(next, entry.deadline);
     if (next < Infinity) this.arm(next);
@@ -245,7 +233,7 @@ export class LeaseKeeper {
     }
     if (!result.renewed) {
       this.unlink(entry);
-      if (this.count === 0) this.disarm();
+      if (this.entries.size === 0) this.disarm();
       isolated(() => lease.onLost(result.holder ? 'taken-over' : 'expired', result.holder ?? undefined));
       return;
     }
