@@ -211,7 +211,7 @@ export class RedisPersister implements Persister {
    * so the renewals are sent concurrently instead.
    */
   async renewMany(requests: readonly RenewRequest[]): Promise<Array<RenewResult | Error>> {
-    for (const r of requests) checkInteger('ttlMs', r.ttlMs, 1);
+    for (let i = 0; i < requests.length; i++) checkInteger('ttlMs', requests[i].ttlMs, 1);
     if (requests.length === 0) return [];
     if (this.client.isCluster) return Promise.all(requests.map((r) => this.renew(r).catch((e: unknown) => toPersisterError('Renewing', e))));
     const results: Array<RenewResult | Error | undefined> = new Array(requests.length);

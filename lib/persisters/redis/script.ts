@@ -21,7 +21,7 @@ export interface ScriptClient {
   evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
   eval(source: string, numberOfKeys: number, ...args: Arg[]): Promise<unknown>;
   script(subcommand: 'LOAD', source: string): Promise<unknown>;
-  pipeline(): { evalsha(sha1: string, numberOfKeys: number, ...args: Arg[]): unknown; exec(): Promise<PipelineReply> };
+  pipeline(): { evalsha(sha1: string, numberOfKeys: number, ...args: Array<Arg | readonly Arg[]>): unknown; exec(): Promise<PipelineReply> };
 }
 
 /** A Lua script with its SHA1, runnable on any {@link ScriptClient}. */
