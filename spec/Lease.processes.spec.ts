@@ -131,7 +131,8 @@ describe('a lease and the code around it, in real processes (Redis)', () => {
 
   it('two overlapping run() on one instance: the second answers conflict naming this process, a waiting one runs after; never two at once', async () => {
     const name = uniqueName('overlap');
-    const child = scenario({ name, ttlMs: 1000, scenario: 'overlapping-runs' });
+    // A lease long enough that no renewal on a loaded machine can be late (this is about overlap, not expiry).
+    const child = scenario({ name, ttlMs: 5000, scenario: 'overlapping-runs' });
     const second = await child.waitForEvent('second', { timeoutMs: 20_000 });
     expect(second).toMatchObject({ status: 'conflict', holderPid: child.pid });
     expect(child.all('second-ran-concurrently')).toHaveLength(0);
