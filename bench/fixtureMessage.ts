@@ -3,16 +3,16 @@ import type { ChildProcess } from 'node:child_process';
 
 /**
  * The next message from `child` that has `key`; rejects on a message with `error`, when the
- * child exits first, or after `timeoutMs`.
+ * child exits first, or after `timeoutMs`. `label` names the fixture in those errors.
  */
-export function fixtureMessage<T extends object>(child: ChildProcess, key: keyof T & string, timeoutMs: number): Promise<T> {
+export function fixtureMessage<T extends object>(child: ChildProcess, key: keyof T & string, timeoutMs: number, label = 'holder fixture'): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`holder fixture sent no "${key}" within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => done(new Error(`${label} sent no "${key}" within ${timeoutMs} ms`)), timeoutMs);
     const onMessage = (m: T & { error?: string }) => {
-      if (m.error) done(new Error(`holder fixture failed: ${m.error}`));
+      if (m.error) done(new Error(`${label} failed: ${m.error}`));
       else if (key in m) done(undefined, m);
     };
-    const onExit = (code: number | null) => done(new Error(`holder fixture exited (${code}) before "${key}"`));
+    const onExit = (code: number | null) => done(new Error(`${label} exited (${code}) before "${key}"`));
     function done(error?: Error, value?: T) {
       clearTimeout(timer);
       child.off('message', onMessage);

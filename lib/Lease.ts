@@ -132,8 +132,6 @@ export class LeaseControl implements KeptLease {
   readonly renewIntervalMs: number;
   sentAt: number;
   roundTripMs: number;
-  /** Whether the keeper renews it (the keeper's entry is this object). */
-  kept = false;
   /** The keeper's bookkeeping (see {@link KeptLease.keeperEntry}). */
   keeperEntry: unknown = undefined;
   /** A store release in flight. */

@@ -617,7 +617,6 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         },
         this,
       );
-      held.kept = true;
       this.held = held;
       this.lastHolder = undefined;
       if (this.hooked) processHooks.register(this.hookEntry);
@@ -686,7 +685,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     }
     held.releasing = undefined;
     if (!deleted) this.log.warn({}, `"${this.name}" was no longer held by this instance at release (it had expired or was taken over)`);
-    if (held.kept) this.keeper.remove(held);
+    this.keeper.remove(held);
     if (this.held === held) this.held = undefined;
     if (this.hooked) processHooks.unregister(this.hookEntry);
     held.markEnded();
@@ -697,7 +696,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
   private abandon(lease: Lease, err: unknown): void {
     const held = this.held;
     if (!held || held.lease !== lease) return;
-    if (held.kept) this.keeper.remove(held);
+    this.keeper.remove(held);
     this.held = undefined;
     if (this.hooked) processHooks.unregister(this.hookEntry);
     held.markEnded();
@@ -730,7 +729,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   private lose(held: LeaseControl, reason: 'expired' | 'taken-over' | 'store-unreachable', holder?: LockInfo): void {
     this.held = undefined;
-    if (held.kept) this.keeper.remove(held);
+    this.keeper.remove(held);
     if (this.hooked) processHooks.unregister(this.hookEntry);
     // The work is told first, before anything else runs.
     held.abort(reason, holder);

@@ -16,6 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Singleton } from '../../lib/Singleton';
+import { fixtureMessage } from '../fixtureMessage';
 import type { BenchContext, Scenario } from '../index';
 import { fmt, fmtRatio, fmtSummary, median, ratio, type Row, summarize } from '../stats';
 import { type BenchStore, openStore, SILENT, storeLibrary, type StoreKind } from '../storeLibrary';
@@ -63,30 +64,10 @@ async function handOver(a: BenchStore, b: BenchStore, name: string, pauseMs: num
   return t1 - t0;
 }
 
-function message<T extends object>(child: ChildProcess, key: keyof T & string, timeoutMs: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`storeHolder sent no "${key}" within ${timeoutMs} ms`)), timeoutMs);
-    const onMessage = (m: T & { error?: string }) => {
-      if (m.error) done(new Error(`storeHolder failed: ${m.error}`));
-      else if (key in m) done(undefined, m);
-    };
-    const onExit = (code: number | null) => done(new Error(`storeHolder exited (${code}) before "${key}"`));
-    function done(error?: Error, value?: T) {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-      if (error) reject(error);
-      else resolve(value as T);
-    }
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
-}
-
 /** The holder process takes `name`; after `delayMs` it is SIGKILLed: ms from the kill until the waiter holds. */
 async function crash(child: ChildProcess, store: BenchStore, name: string, delayMs: number): Promise<number> {
   child.send({ hold: name });
-  await message<{ held: string }>(child, 'held', 15_000);
+  await fixtureMessage<{ held: string }>(child, 'held', 15_000, 'storeHolder');
   const waiter = singleton(store, name, CRASH_TTL_MS);
   const waiting = new Promise<void>((resolve) => waiter.once('conflict', () => resolve()));
   const held = waiter.waitForLock().then(() => performance.now());
@@ -160,7 +141,7 @@ const scenario: Scenario = {
         const holders = new Map<StoreKind, ChildProcess>(
           STORES.map((kind) => [kind, ctx.fixture('storeHolder.ts', [kind, urls[kind], String(CRASH_TTL_MS), table])]),
         );
-        await Promise.all([...holders.values()].map((child) => message<{ ready: true }>(child, 'ready', 30_000)));
+        await Promise.all([...holders.values()].map((child) => fixtureMessage<{ ready: true }>(child, 'ready', 30_000, 'storeHolder')));
         const delay = Math.random() * CRASH_TTL_MS;
         for (let k = 0; k < STORES.length; k++) {
           const kind = STORES[(round + k) % STORES.length];
