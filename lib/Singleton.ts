@@ -10,7 +10,7 @@ import { keeperFor } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
 import { CallbackPersisterAdapter, type CallbackPersister, fromCallbackPersister } from './persisters/fromCallbackPersister';
-import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
+import type { LockInfo, OwnerInfo, Persister, WatchEnd } from './persisters/Persister';
 import { type HookEntry, processHooks } from './processHooks';
 import { safeEmit } from './safeEmit';
 import { canTransition, type State } from './states';
@@ -64,6 +64,8 @@ type AttemptKind = 'instance' | 'lease';
 
 interface Attempt {
   readonly kind: AttemptKind;
+  /** The token of a waiter in line (`standBy` on a store that keeps a queue); otherwise each attempt makes its own. */
+  readonly token: string | undefined;
   readonly promise: Promise<LeaseControl | null>;
   /** Callers that still want the outcome; a lease nobody wants any more is given back at once. */
   claims: number;
@@ -455,8 +457,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   // ——— internals: acquiring ————————————————————————————————————————
 
-  private startAttempt(kind: AttemptKind, conflictLevel: 'warn' | 'debug' | 'wait'): Attempt {
-    const attempt: { kind: AttemptKind; claims: number; promise: Promise<LeaseControl | null> } = { kind, claims: 0, promise: RESOLVED_NULL };
+  private startAttempt(kind: AttemptKind, conflictLevel: 'warn' | 'debug' | 'wait', token?: string): Attempt {
+    const attempt: { kind: AttemptKind; token: string | undefined; claims: number; promise: Promise<LeaseControl | null> } = { kind, token, claims: 0, promise: RESOLVED_NULL };
     this.attemptInFlight = attempt;
     attempt.promise = this.acquireOnce(conflictLevel, attempt);
     return attempt;
@@ -479,7 +481,10 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const { signal } = controller;
     (this.waits ??= new Set()).add(controller);
     const waker = new Waker();
-    let unwatch: (() => Promise<void>) | undefined;
+    let unwatch: ((end?: WatchEnd) => Promise<void>) | undefined;
+    // Where the store keeps waiters in line, this wait's place in it: one token for all its attempts.
+    let turnToken: string | undefined;
+    let ownAttempt: Attempt | undefined;
     // One abort listener for the whole wait (not one per attempt and per sleep: a standby
     // woken by every release of a busy lock would add and remove them all the time).
     let rejectRace: ((reason: unknown) => void) | undefined;
@@ -513,7 +518,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           continue;
         }
         let delayMs: number;
-        const attempt = other ?? this.startAttempt(kind, 'wait');
+        const attempt = other ?? (ownAttempt = this.startAttempt(kind, 'wait', turnToken));
         attempt.claims += 1;
         try {
           const got = await race(attempt.promise);
@@ -534,13 +539,15 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           // release now, then try once more at once (a release between that attempt and the
           // subscription wakes nobody; the lease was marked by the attempt, so later ones do).
           watching = true;
-          const watched = this.watchReleases(waker);
+          const token = this.persister.capabilities.queue === true ? newToken() : undefined;
+          const watched = this.watchReleases(waker, token);
           try {
             unwatch = await race(watched);
           } catch (err) {
             void watched.then((stop) => stop?.()).catch(() => undefined); // subscribed after all: let go
             throw err;
           }
+          if (unwatch) turnToken = token; // the next attempts wait in line
           if (failures === 0) continue;
         }
         signal.throwIfAborted();
@@ -551,7 +558,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       dispose();
       waker.dispose();
       this.waits?.delete(controller);
-      if (unwatch) unwatch().catch((err: unknown) => this.log.debug({ err }, 'unwatch failed'));
+      if (unwatch) this.stopWatching(unwatch, turnToken, ownAttempt);
     }
   }
 
@@ -564,7 +571,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     try {
       if (processHooks.shuttingDown) throw shuttingDownError(this.name);
       if (!this.commitQuietly('locking')) this.setState('locking', { message: `locking "${this.name}"` });
-      const token = newToken();
+      const token = attempt.token ?? newToken();
       const sentAt = monotonicNow();
       let result;
       try {
@@ -572,8 +579,10 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       } catch (err) {
         const error = toPersisterError(`Acquiring lock "${this.name}"`, err);
         // The store may have applied the acquire after we gave up on its answer (a timeout):
-        // free that lease at once rather than leave it to expire. Owner-checked, so harmless otherwise.
-        this.persister.release({ name: this.name, token }).catch(() => undefined);
+        // free that lease at once rather than leave it to expire. Owner-checked, so harmless
+        // otherwise. A waiter in line keeps its token: its next attempt takes such a lease, and
+        // leaving the line gives it back.
+        if (attempt.token === undefined) this.persister.release({ name: this.name, token }).catch(() => undefined);
         this.setState('idle', { message: `could not reach the store to lock "${this.name}"` });
         if (error.expired) this.emitExpired(error.expired);
         this.reportError(error);
@@ -753,14 +762,31 @@ export class Singleton extends EventEmitter<SingletonEvents> {
 
   // ——— internals: waiting ———————————————————————————————————————————
 
-  private async watchReleases(waker: Waker): Promise<(() => Promise<void>) | undefined> {
+  private async watchReleases(waker: Waker, token: string | undefined): Promise<((end?: WatchEnd) => Promise<void>) | undefined> {
     if (!this.persister.watch) return undefined;
     try {
-      return await this.persister.watch(this.name, () => waker.notify());
+      return await this.persister.watch(this.name, () => waker.notify(), token === undefined ? undefined : { token });
     } catch (err) {
       this.reportError(toPersisterError(`Watching lock "${this.name}" for releases (falling back to polling)`, err));
       return undefined;
     }
+  }
+
+  /**
+   * Ends a wait's watch. In line (`turnToken`), once the wait's last attempt settled: a lease
+   * it got under that token is kept; otherwise the store takes the waiter out of the line and
+   * gives a lease handed to it meanwhile to the next one.
+   */
+  private stopWatching(unwatch: (end?: WatchEnd) => Promise<void>, turnToken: string | undefined, last: Attempt | undefined): void {
+    const failed = (err: unknown) => this.log.debug({ err }, 'unwatch failed');
+    if (turnToken === undefined || !last) {
+      unwatch().catch(failed);
+      return;
+    }
+    last.promise.then(
+      (lease) => unwatch({ keep: lease !== null && lease.token === turnToken }),
+      () => unwatch(),
+    ).catch(failed);
   }
 
   /** Next attempt: at the holder's known expiry (plus jitter), and at the latest after `retryIntervalMs`. */

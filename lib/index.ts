@@ -40,6 +40,8 @@ export type {
   ReleaseRequest,
   RenewRequest,
   RenewResult,
+  WatchEnd,
+  WatchTurn,
 } from './persisters/Persister';
 export { MemoryPersister } from './persisters/MemoryPersister';
 export { RedisPersister } from './persisters/RedisPersister';

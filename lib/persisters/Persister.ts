@@ -108,6 +108,18 @@ export interface ReleaseRequest {
   token: string;
 }
 
+/** A waiter's place in line for {@link Persister.watch}. */
+export interface WatchTurn {
+  /** The token every acquire of this wait uses (a random 128-bit value, hex). */
+  token: string;
+}
+
+/** How a watch ends (the argument of the function {@link Persister.watch} resolves). */
+export interface WatchEnd {
+  /** A lease under the turn's token is held by the caller now: leave it. */
+  keep?: boolean;
+}
+
 /** What a store can promise, so docs and the `Singleton` can tell users what to expect. */
 export interface PersisterCapabilities {
   /** Expiry and timestamps come from the store's clock, not the client's. */
@@ -120,6 +132,11 @@ export interface PersisterCapabilities {
   persistent: boolean;
   /** `list()` and `forceRelease()` are offered (the CLI's `list` and `release --force`). */
   list?: boolean;
+  /**
+   * `watch()` with a turn keeps waiters in line: a release hands the lease straight to the
+   * first waiter (arrival order, no herd of retries). Otherwise every waiter is woken and tries.
+   */
+  queue?: boolean;
 }
 
 /** Options of {@link Persister.list}. */
@@ -148,8 +165,16 @@ export interface Persister {
   release(request: ReleaseRequest): Promise<boolean>;
   /** The current holder, or null when free. */
   inspect(name: string): Promise<LockInfo | null>;
-  /** Call `onRelease` whenever the lease of `name` is released; resolves an unsubscribe function. */
-  watch?(name: string, onRelease: () => void): Promise<() => Promise<void>>;
+  /**
+   * Call `onRelease` whenever the lease of `name` is released; resolves an unsubscribe function.
+   * With a `turn`, the caller also waits in line under that token: a store that keeps a
+   * queue (Redis) hands a released lease straight to the first waiter in it and calls its
+   * `onRelease`; its next {@link acquire} with that token then answers with that lease. Others
+   * ignore `turn`. The unsubscribe function ends the turn too: pass `{ keep: true }` when a
+   * lease under the turn's token is held, anything else gives a lease handed over but not
+   * taken back to the store (the next waiter's).
+   */
+  watch?(name: string, onRelease: () => void, turn?: WatchTurn): Promise<(end?: WatchEnd) => Promise<void>>;
   /**
    * Optional: every lease held now (unexpired on the store's clock), sorted by name.
    * Offered when `capabilities.list` is true.

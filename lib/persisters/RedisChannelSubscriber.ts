@@ -7,7 +7,16 @@ export interface SubscriberConnection {
   on(event: 'message', listener: (channel: string, message: string) => void): unknown;
   on(event: 'ready' | 'close' | 'error', listener: () => void): unknown;
   disconnect(): void;
+  /** The socket of a standalone connection (a Cluster's has none): unref'd while the connection lingers unused. */
+  readonly stream?: { ref?: () => unknown; unref?: () => unknown };
 }
+
+/**
+ * How long an unused subscriber connection stays open (its socket unref'd: it keeps no
+ * process alive) before it is closed, so that a program that waits again soon — a lock
+ * taken in turns — does not open a connection per wait.
+ */
+export const SUBSCRIBER_LINGER_MS = 1_000;
 
 /**
  * Options for the duplicated connection a subscriber runs on: it queues commands until connected,
@@ -41,6 +50,8 @@ export class RedisChannelSubscriber {
   private readonly channels = new Map<string, Channel>();
   private dropped = false;
   private closed = false;
+  /** Set while the connection lingers unused: closes it. */
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly open: () => SubscriberConnection,
@@ -63,7 +74,7 @@ export class RedisChannelSubscriber {
     const stop = async (): Promise<void> => {
       if (!current.listeners.delete(listener) || current.listeners.size > 0) return;
       if (this.channels.get(channel) === current) this.channels.delete(channel);
-      if (this.channels.size === 0) return this.disconnectIdle();
+      if (this.channels.size === 0 && !this.canLinger()) return this.disconnectIdle();
       // UNSUBSCRIBE once SUBSCRIBE settled, unless a new listener came meanwhile; bounded, never rejects.
       await this.timed(`Unsubscribing from ${channel}`, () =>
         current.subscribed.then(noop, noop).then(() => this.unsubscribe(channel)),
@@ -81,6 +92,7 @@ export class RedisChannelSubscriber {
   /** Drops every listener and closes the connection. */
   close(): void {
     this.closed = true;
+    this.stopLingering();
     this.channels.clear();
     this.connection?.disconnect();
     this.connection = undefined;
@@ -89,12 +101,39 @@ export class RedisChannelSubscriber {
   private async unsubscribe(channel: string): Promise<void> {
     const connection = this.connection;
     if (this.channels.has(channel) || !connection) return;
-    if (this.channels.size === 0) return this.disconnectIdle();
+    if (this.channels.size === 0 && !this.canLinger()) return this.disconnectIdle();
     await connection.unsubscribe(channel).catch(noop); // gone with the connection anyway
+    if (this.channels.size === 0 && this.connection === connection) this.linger(connection);
+  }
+
+  /** Whether an unused connection can stay open for a while without keeping the process alive. */
+  private canLinger(): boolean {
+    const stream = this.connection?.stream;
+    return !this.dropped && typeof stream?.unref === 'function' && typeof stream.ref === 'function';
+  }
+
+  /** Nobody listens any more: keep the connection for {@link SUBSCRIBER_LINGER_MS}, unref'd, then close it. */
+  private linger(connection: SubscriberConnection): void {
+    if (this.idleTimer) return; // lingering already
+    if (!this.canLinger()) return this.disconnectIdle();
+    connection.stream?.unref?.();
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.connection === connection && this.channels.size === 0) this.disconnectIdle();
+    }, SUBSCRIBER_LINGER_MS);
+    this.idleTimer.unref();
+  }
+
+  private stopLingering(): void {
+    if (!this.idleTimer) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.connection?.stream?.ref?.();
   }
 
   /** Nobody listens any more: close the connection we opened (the next subscribe opens a new one). */
   private disconnectIdle(): void {
+    this.stopLingering();
     const connection = this.connection;
     this.connection = undefined;
     this.dropped = false;
@@ -102,6 +141,7 @@ export class RedisChannelSubscriber {
   }
 
   private connect(): SubscriberConnection {
+    this.stopLingering();
     if (this.connection) return this.connection;
     const connection = this.open();
     connection.on('error', noop); // failures surface through the timed subscribe

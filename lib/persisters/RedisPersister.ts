@@ -15,10 +15,12 @@ import type {
   ReleaseRequest,
   RenewRequest,
   RenewResult,
+  WatchEnd,
+  WatchTurn,
 } from './Persister';
 import { ACQUIRE_SCRIPT, parseAcquireReply } from './redis/acquire';
 import { inspectLease } from './redis/inspect';
-import { keysOfChannel, type LockKeys, lockKeys, releaseChannel } from './redis/keys';
+import { keysOfChannel, type LockKeys, lockKeys, RELEASED_SUFFIX, releaseChannel, turnChannel } from './redis/keys';
 import { encodeHolder } from './redis/record';
 import { releaseLease } from './redis/release';
 import { renewLease } from './redis/renew';
@@ -28,6 +30,7 @@ import { ScriptRunner } from './redis/runner';
 import { RedisAdmin } from './redis/admin';
 import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
 import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
+import { type Turn, Turns } from './redis/turns';
 import { markWatched } from './redis/watch';
 import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
 import { withRedisTimeout } from './redisTimeout';
@@ -91,14 +94,8 @@ function checkClient(client: unknown): PersisterClient {
  * ```
  */
 export class RedisPersister implements Persister {
-  /** Redis decides expiry on its clock, notifies releases, fences and outlives processes. */
-  readonly capabilities: PersisterCapabilities = Object.freeze({
-    serverClock: true,
-    notify: true,
-    fencing: true,
-    persistent: true,
-    list: true,
-  });
+  /** Redis decides expiry on its clock, notifies releases, fences, outlives processes and (not on a Cluster) keeps waiters in line. */
+  readonly capabilities: PersisterCapabilities;
 
   /** Prefix of every key and channel. */
   readonly keyPrefix: string;
@@ -124,6 +121,8 @@ export class RedisPersister implements Persister {
   private lastKeys: LockKeys | undefined;
   private lastOwner: OwnerInfo | undefined;
   private lastHolder = '';
+  /** Waiters in line for a hand-off (`watch` with a turn), by token. */
+  private readonly turns = new Turns();
 
   /**
    * @param client an ioredis `Redis` or `Cluster`; it is never closed unless `ownsClient` is set.
@@ -132,6 +131,8 @@ export class RedisPersister implements Persister {
    */
   constructor(client: Redis | Cluster, options: RedisPersisterOptions = {}) {
     this.client = checkClient(client);
+    // Waiters in line need a publish's count of listeners, which on a Cluster covers one node only.
+    this.capabilities = Object.freeze({ serverClock: true, notify: true, fencing: true, persistent: true, list: true, queue: !this.client.isCluster });
     if (options === null || typeof options !== 'object') {
       throw new TypeError(expected('options', 'an object', options));
     }
@@ -161,6 +162,7 @@ export class RedisPersister implements Persister {
     // After a reconnect every watcher is woken once, as a release may have been missed meanwhile,
     // and the name is marked again, as a restarted Redis may have lost its mark.
     this.releases = new RedisChannelSubscriber(() => this.duplicate(), this.timed.bind(this), (channel, listeners) => {
+      if (!channel.endsWith(RELEASED_SUFFIX)) return deliver(listeners, ''); // a turn channel: its waiter tries (and queues) again
       const lock = keysOfChannel(this.keyPrefix, channel);
       const what = `Watching lock "${lock.name}"`;
       this.timed(what, () => markWatched(this.client, lock, what)).catch(() => undefined); // its waiters' next tries mark it too
@@ -185,8 +187,17 @@ export class RedisPersister implements Persister {
       return Promise.reject(error);
     }
     const what = `Acquiring lock "${request.name}"`;
-    const lock = this.keys(request.name);
-    return this.scripts.run(ACQUIRE_SCRIPT, [lock.lease, lock.record], [request.token, request.ttlMs, holder], what, (reply) => {
+    const turn = this.turns.size === 0 ? undefined : this.turns.find(request.token);
+    const lock = turn ? turn.keys : this.keys(request.name);
+    let args: Array<string | number> = [request.token, request.ttlMs, holder];
+    if (turn && turn.keys.name === request.name) {
+      // A waiter in line: a lease handed to it is its answer; otherwise a conflict queues it.
+      const granted = this.turns.take(turn);
+      if (granted) return Promise.resolve(granted);
+      this.turns.queued(turn, request.ttlMs, holder, request.owner);
+      args = [request.token, request.ttlMs, holder, 1];
+    }
+    return this.scripts.run(ACQUIRE_SCRIPT, [lock.lease, lock.record, lock.queue], args, what, (reply) => {
       if (!this.evictionChecked) {
         // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
         this.evictionChecked = true;
@@ -250,24 +261,61 @@ export class RedisPersister implements Persister {
   }
 
   /**
-   * Calls `onRelease` after every release of `name` (and once after the
-   * subscriber reconnects, as a release may have been missed). Resolves once
-   * the subscription is confirmed; the function it resolves removes this watcher.
+   * Calls `onRelease` after every release of `name` (and once after the subscriber
+   * reconnects, as a release may have been missed). Resolves once the subscription is
+   * confirmed; the function it resolves removes this watcher.
+   *
+   * With a `turn` (not on a Cluster, where a publish cannot tell whether the waiter still
+   * listens), the waiter also listens on its own turn channel and its acquires with the
+   * turn's token are queued: a release hands the lease to the first waiter in line, and
+   * that waiter's next acquire answers with it at once. Ending the watch without `keep`
+   * takes the waiter out of the line and gives back a lease handed to it meanwhile.
    */
-  async watch(name: string, onRelease: () => void): Promise<() => Promise<void>> {
+  async watch(name: string, onRelease: () => void, turn?: WatchTurn): Promise<(end?: WatchEnd) => Promise<void>> {
     const what = `Watching lock "${name}"`;
+    const keys = this.keys(name);
     // Subscribe and mark the name at once (no extra round trip): once both are done, every
     // release is published (the lease is marked) and heard (subscribed).
-    const marked = this.timed(what, () => markWatched(this.client, this.keys(name), what));
+    const marked = this.timed(what, () => markWatched(this.client, keys, what));
     marked.catch(() => undefined); // awaited below, unless subscribing fails first
-    const stop = await this.releases.subscribe(this.channel(name), () => onRelease(), what);
+    const inLine = turn && this.capabilities.queue === true ? this.turns.open(keys, turn.token) : undefined;
+    const subscriptions = [this.releases.subscribe(this.channel(name), () => onRelease(), what)];
+    if (inLine) {
+      const onTurn = (message: string) => {
+        this.turns.receive(inLine, message);
+        onRelease();
+      };
+      subscriptions.push(this.releases.subscribe(turnChannel(keys.lease, inLine.token), onTurn, what));
+    }
+    const stops: Array<() => Promise<void>> = [];
+    let stopped: Promise<void> | undefined;
+    const stopOnce = async (end?: WatchEnd): Promise<void> => {
+      try {
+        if (inLine) await this.leaveLine(inLine, end?.keep === true);
+      } finally {
+        await Promise.all(stops.map((s) => s()));
+      }
+    };
+    const stop = (end?: WatchEnd): Promise<void> => (stopped ??= stopOnce(end));
+    const settled = await Promise.allSettled(subscriptions);
+    for (const s of settled) if (s.status === 'fulfilled') stops.push(s.value);
     try {
+      for (const s of settled) if (s.status === 'rejected') throw s.reason;
       await marked;
     } catch (error) {
       await stop();
       throw error;
     }
     return stop;
+  }
+
+  /** Ends a waiter's turn: unless it keeps what it got, out of the line, and a lease handed to it given back (to the next). */
+  private async leaveLine(turn: Turn, keep: boolean): Promise<void> {
+    this.turns.close(turn);
+    if (keep || turn.entry === undefined) return;
+    turn.granted = undefined;
+    const what = `Leaving the line for lock "${turn.keys.name}"`;
+    await releaseLease(this.scripts, turn.keys, { name: turn.keys.name, token: turn.token }, what, turn.entry);
   }
 
   /**
@@ -292,6 +340,7 @@ export class RedisPersister implements Persister {
   /** Closes the subscriber connection this persister opened, and the client too if `ownsClient`. */
   async close(): Promise<void> {
     this.releases.close();
+    this.turns.clear();
     if (!this.ownsClient) return;
     if (this.client.status !== 'ready') return this.client.disconnect(); // nothing to flush: QUIT would only queue
     try {

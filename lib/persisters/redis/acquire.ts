@@ -1,8 +1,10 @@
 /**
  * Acquire: take the lease if it is free; idempotent for the holder's own token.
  *
- * KEYS: [1] lease, [2] fence record.
- * ARGV: [1] token, [2] ttlMs, [3] the holder as the record stores it (`pid\nhostname\nowner`).
+ * KEYS: [1] lease, [2] fence record, [3] waiting queue.
+ * ARGV: [1] token, [2] ttlMs, [3] the holder as the record stores it (`pid\nhostname\nowner`),
+ * [4] `1` when the caller waits on its turn channel: a conflict queues it (`token\nttlMs\nholder`,
+ * scored by arrival: the fence it would have had), a lease taken takes it out of the queue.
  * Returns:
  * - `{1, fence, acquiredAtMs}`: taken; it expires at acquiredAt + ttlMs;
  * - `{1, fence, acquiredAtMs, expiresAtMs}`: already held with this token (a re-sent
@@ -15,11 +17,12 @@
  *
  * Calls: free 4 (TIME, GET record, SET NX PX, SET record PX), one more (PTTL of the
  * record) on takeover of an expired lease; conflict 5 (TIME, GET record, SET, GET,
- * PTTL), one more (APPEND) the first time a lease is marked; re-sent by the holder 5.
+ * PTTL), one more (APPEND) the first time a lease is marked, two more (ZADD, PEXPIRE) when
+ * queued; taken while queued one more (ZREM); re-sent by the holder 5.
  */
 import type { AcquireRequest, AcquireResult, LockInfo } from '../Persister';
 import type { LockKeys } from './keys';
-import { FENCE_RECORD_TTL_MS, holderReply, SERVER_TIME, WAITER_MARK } from './lua';
+import { FENCE_RECORD_TTL_MS, holderReply, NEXT_FENCE, SERVER_TIME, WAITER_MARK } from './lua';
 import { holderFromRecord } from './record';
 import { defineScript, unexpectedReply } from './script';
 
@@ -33,22 +36,18 @@ local token, ttl = ARGV[1], tonumber(ARGV[2])
 local old = redis.pcall('GET', KEYS[2])
 if type(old) ~= 'string' then old = nil end
 local watched = old and string.byte(old, 2) == 119 -- 'w'
--- the fence: the server clock in µs, as text too (seconds and six digits: no number formatting)
-local micros = string.rep('0', 6 - #clock[2]) .. clock[2]
-local fenceText = clock[1] .. micros
-local fence = tonumber(fenceText)
-local last = old and tonumber(string.match(old, '^..\\n(%d+)'))
--- the clock is behind the last fence handed out: one above it, and the release must keep the record
-local ahead = last and fence <= last
-if ahead then
-  fence = last + 1
-  fenceText = string.format('%.0f', fence)
-end
+${NEXT_FENCE}
+local queued = ARGV[4] == '1'
 if not redis.call('SET', KEYS[1], (watched or ahead) and token .. '${WAITER_MARK}' or token, 'NX', 'PX', ttl) then
   local held = redis.call('GET', KEYS[1])
   if held ~= token and held ~= token .. '${WAITER_MARK}' then
     -- someone else holds it: name the holder, and mark the lease, as the caller may wait for its release
     if held and string.byte(held, -1) ~= 42 then redis.call('APPEND', KEYS[1], '${WAITER_MARK}') end
+    if queued then
+      -- a waiter listening on its turn channel: queue it (by arrival; a place kept is not moved)
+      redis.call('ZADD', KEYS[3], 'NX', fenceText, token .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+      redis.call('PEXPIRE', KEYS[3], ${DAY})
+    end
     local rec, pttl = old, redis.call('PTTL', KEYS[1])
     return ${holderReply('0')}
   end
@@ -69,6 +68,7 @@ if old and string.byte(old, 1) == 104 then -- 'h': the previous lease was never 
   local pttl = redis.call('PTTL', KEYS[2]) -- the record expires a day after the lease it describes did
   expired = pttl > 0 and nowMs + pttl - ${DAY} or nowMs
 end
+if queued then redis.call('ZREM', KEYS[3], token .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3]) end
 redis.call('SET', KEYS[2], (watched and 'hw\\n' or 'h-\\n') .. fenceText .. '\\n' .. clock[1] .. string.sub(micros, 1, 3) .. '\\n' .. ARGV[3], 'PX', ttl + ${DAY})
 if expired then return { 1, fence, nowMs, old, expired } end
 return { 1, fence, nowMs }

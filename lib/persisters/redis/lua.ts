@@ -21,6 +21,25 @@ local clock = redis.call('TIME')
 local nowMs = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 `;
 
+/**
+ * Lua: the fence of a new lease after the record `old` (nil: none), from `clock` — the
+ * server clock in µs, or one above the record's fence when the clock is behind it (then
+ * `ahead` is true: that lease's release must keep the record). Sets the locals `micros`
+ * (`TIME`'s µs, six digits), `fence`, `fenceText` (its decimal text: no number
+ * formatting on the common path) and `ahead`.
+ */
+export const NEXT_FENCE = `
+local micros = string.rep('0', 6 - #clock[2]) .. clock[2]
+local fenceText = clock[1] .. micros
+local fence = tonumber(fenceText)
+local last = old and tonumber(string.match(old, '^..\\n(%d+)'))
+local ahead = last and fence <= last
+if ahead then
+  fence = last + 1
+  fenceText = string.format('%.0f', fence)
+end
+`;
+
 /** Lua: the marker a lease's value ends with once someone may wait for its release (`*`, byte 42). */
 export const WAITER_MARK = '*';
 
