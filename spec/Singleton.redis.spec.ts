@@ -494,3 +494,114 @@ class BlackholeProxy {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
+
+describe('waiting in line (a release hands the lease to the first waiter)', () => {
+  const queueKey = (name: string) => `${leaseKey(name)}:queue`;
+  /** Resolves once `n` waiters are in the line of `name` (the Redis sorted set). */
+  const inLine = (c: Redis, name: string, n: number) => pollUntil(async () => (await c.zcard(queueKey(name))) === n, { what: `${n} in line` });
+
+  test('waiters get the lock in the order they came, each with a higher fence, none woken out of turn', async () => {
+    const admin = redis(REDIS_URL);
+    const name = uniqueName('line-order');
+    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
+    expect(await holder.lock()).toBe(true);
+    const order: string[] = [];
+    const fences: Array<bigint | number> = [];
+    const waiters = ['w1', 'w2', 'w3'].map((owner) => {
+      const w = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner });
+      w.on('locked', ({ fencingToken }) => {
+        order.push(owner);
+        if (fencingToken !== undefined) fences.push(fencingToken);
+      });
+      return w;
+    });
+    const waits: Array<Promise<void>> = [];
+    for (const [i, w] of waiters.entries()) {
+      waits.push(w.waitForLock());
+      await inLine(admin, name, i + 1); // arrival order is the order they queued
+    }
+    let current = holder;
+    for (const w of waiters) {
+      await current.release();
+      await waits[waiters.indexOf(w)];
+      current = w;
+    }
+    await current.release();
+    expect(order).toEqual(['w1', 'w2', 'w3']);
+    expect(fences.map(BigInt)).toEqual([...fences.map(BigInt)].sort((a, b) => (a < b ? -1 : 1)));
+    expect(new Set(fences.map(String)).size).toBe(3);
+    expect(await admin.exists(queueKey(name))).toBe(0);
+  });
+
+  test('instances taking the lock in turns share it: nobody starves, never two at once', async () => {
+    const name = uniqueName('line-fair');
+    const instances = [0, 1, 2, 3].map((i) => singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: `i${i}` }));
+    const counts = instances.map(() => 0);
+    let inside = 0;
+    let overlaps = 0;
+    let total = 0;
+    const TOTAL = 60;
+    await Promise.all(
+      instances.map(async (s, i) => {
+        while (total < TOTAL) {
+          await s.waitForLock();
+          inside += 1;
+          if (inside > 1) overlaps += 1;
+          await new Promise((r) => setTimeout(r, 2));
+          inside -= 1;
+          counts[i] += 1;
+          total += 1;
+          await s.release();
+        }
+      }),
+    );
+    expect(overlaps).toBe(0);
+    // In turns: each of the four gets about a quarter (the one who released goes to the back of the line).
+    for (const c of counts) expect(c).toBeGreaterThanOrEqual(TOTAL / 8);
+  });
+
+  test('a waiter that gives up as the lease is handed to it passes it on at once (not after the lease runs out)', async () => {
+    const admin = redis(REDIS_URL);
+    const name = uniqueName('line-abort');
+    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
+    expect(await holder.lock()).toBe(true);
+    const quitter = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'quitter' });
+    const next = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'next' });
+    const controller = new AbortController();
+    const quitting = quitter.waitForLock({ signal: controller.signal }).then(
+      () => 'locked',
+      (error: unknown) => error,
+    );
+    await inLine(admin, name, 1);
+    const waiting = next.waitForLock();
+    await inLine(admin, name, 2);
+    const releasedAt = Date.now();
+    controller.abort(); // in the same tick as the release: the hand-off may reach the quitter first
+    await holder.release();
+    expect(await quitting).toMatchObject({ name: 'AbortError' });
+    await waiting;
+    expect(Date.now() - releasedAt).toBeLessThan(5_000); // the lease is 30 s
+    expect(next.state).toBe('locked');
+    expect(quitter.state).not.toBe('locked');
+    expect((await next.inspect())?.owner).toBe('next');
+  });
+
+  test('a waiting process killed (SIGKILL) is skipped: the next waiter gets the lock at the release', async () => {
+    const admin = redis(REDIS_URL);
+    const name = uniqueName('line-killed');
+    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
+    expect(await holder.lock()).toBe(true);
+    const child = spawnHolder({ redisUrl: REDIS_URL, name, ttlMs: 30_000, acquire: 'wait', options: { handleSignals: false } }, 'waiter');
+    await inLine(admin, name, 1);
+    const next = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'next' });
+    const waiting = next.waitForLock();
+    await inLine(admin, name, 2);
+    child.kill('SIGKILL');
+    await child.waitForExit(10_000);
+    const releasedAt = Date.now();
+    await holder.release();
+    await waiting;
+    expect(Date.now() - releasedAt).toBeLessThan(5_000);
+    expect((await next.inspect())?.owner).toBe('next');
+  });
+});

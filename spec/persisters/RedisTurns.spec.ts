@@ -1,0 +1,219 @@
+/**
+ * Waiters in line on Redis (lib/persisters/redis/turns.ts and the release script's
+ * hand-off): a release hands the lease to the first waiter that still listens, in
+ * arrival order; that waiter's next acquire answers with it without asking Redis; a
+ * waiter that leaves gives back what it was handed; a waiter whose connection is gone
+ * is skipped. Each persister here has its own client and subscriber connection, as
+ * separate processes would.
+ */
+import { randomBytes } from 'node:crypto';
+import Redis from 'ioredis';
+import type { AcquireResult, LockInfo } from '../../lib/persisters/Persister';
+import { RedisPersister } from '../../lib/persisters/RedisPersister';
+import { fenceAfter, newToken, testOwner, waitUntil } from './conformance';
+
+const runId = randomBytes(4).toString('hex');
+const keyPrefix = `test:${runId}:turns:`;
+const clients: Redis[] = [];
+const persisters: RedisPersister[] = [];
+let seq = 0;
+const uniqueName = (hint: string) => `${hint}-${++seq}`;
+
+function client(): Redis {
+  const url = process.env.REDIS_URL;
+  if (!url) throw new Error('REDIS_URL is not set: the jest global setup should have started redis-server');
+  const c = new Redis(url, { maxRetriesPerRequest: 1 });
+  c.on('error', () => undefined);
+  clients.push(c);
+  return c;
+}
+
+function persister(c = client()): RedisPersister {
+  const p = new RedisPersister(c, { keyPrefix });
+  persisters.push(p);
+  return p;
+}
+
+afterAll(async () => {
+  await Promise.all(persisters.map((p) => p.close()));
+  await Promise.all(clients.map((c) => (c.status === 'ready' ? c.quit().catch(() => c.disconnect()) : c.disconnect())));
+});
+
+const TTL = 30_000;
+
+/** A waiter in line on its own persister: watching `name` with a turn, queued by one acquire. */
+async function waiterInLine(name: string, n: number, p = persister()) {
+  const token = newToken();
+  let wakes = 0;
+  const stop = await p.watch(name, () => (wakes += 1), { token });
+  const first = await p.acquire({ name, token, ttlMs: TTL, owner: testOwner(n) });
+  expect(first.acquired).toBe(false);
+  return {
+    persister: p,
+    token,
+    stop,
+    wakes: () => wakes,
+    acquire: () => p.acquire({ name, token, ttlMs: TTL, owner: testOwner(n) }),
+    release: () => p.release({ name, token }),
+  };
+}
+
+function leaseOf(result: AcquireResult): LockInfo {
+  if (!result.acquired) throw new Error(`expected a lease, the lock is held by ${result.holder.owner}`);
+  return result.lease;
+}
+
+describe('RedisPersister: waiters in line', () => {
+  let admin: Redis;
+  beforeAll(() => {
+    admin = client();
+  });
+  const queueOf = (name: string) => `${keyPrefix}{${name}}:queue`;
+
+  it('says so in its capabilities (not on a Cluster)', () => {
+    expect(persister().capabilities.queue).toBe(true);
+  });
+
+  it('hands a released lease to the first waiter in line, then the next, in arrival order, with increasing fences', async () => {
+    const name = uniqueName('order');
+    const holder = persister();
+    const holderToken = newToken();
+    const first = leaseOf(await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) }));
+    const w2 = await waiterInLine(name, 2);
+    const w3 = await waiterInLine(name, 3);
+    expect(await admin.zcard(queueOf(name))).toBe(2);
+
+    expect(await holder.release({ name, token: holderToken })).toBe(true);
+    await waitUntil(() => w2.wakes() > 0, 5_000, 'the first waiter told');
+    const second = leaseOf(await w2.acquire());
+    expect(second.owner).toBe('tester-2');
+    expect(fenceAfter(second.fencingToken, first.fencingToken)).toBe(true);
+    expect(second.expiresAt.getTime() - second.acquiredAt.getTime()).toBe(TTL);
+    // Redis agrees: the lease is the waiter's, and the next waiter is still in line.
+    expect((await holder.inspect(name))?.owner).toBe('tester-2');
+    expect(await admin.zcard(queueOf(name))).toBe(1);
+    expect(w3.wakes()).toBe(0); // no herd: the others were not woken
+
+    expect(await w2.release()).toBe(true);
+    await waitUntil(() => w3.wakes() > 0, 5_000, 'the second waiter told');
+    const third = leaseOf(await w3.acquire());
+    expect(third.owner).toBe('tester-3');
+    expect(fenceAfter(third.fencingToken, second.fencingToken)).toBe(true);
+    await w2.stop({ keep: true });
+    await w3.stop({ keep: true });
+
+    // Nobody in line any more: the release frees it.
+    expect(await w3.release()).toBe(true);
+    expect(await holder.inspect(name)).toBeNull();
+    expect(await admin.exists(queueOf(name))).toBe(0);
+  });
+
+  it('a waiter takes the lease handed to it without asking Redis', async () => {
+    const name = uniqueName('local');
+    const holder = persister();
+    const holderToken = newToken();
+    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const c = client();
+    const w = await waiterInLine(name, 2, persister(c));
+    await holder.release({ name, token: holderToken });
+    await waitUntil(() => w.wakes() > 0, 5_000, 'the waiter told');
+    // Its client cannot reach Redis now; the acquire answers anyway, from the hand-off.
+    c.disconnect();
+    const lease = leaseOf(await w.acquire());
+    expect(lease.owner).toBe('tester-2');
+    await w.stop({ keep: true });
+    expect(await holder.release({ name, token: w.token })).toBe(true); // the lease was the waiter's, in Redis too
+  });
+
+  it('skips a waiter whose connection is gone (a crashed process) and hands the lease to the next', async () => {
+    const name = uniqueName('gone');
+    const holder = persister();
+    const holderToken = newToken();
+    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const gone = await waiterInLine(name, 2);
+    const next = await waiterInLine(name, 3);
+    await gone.persister.close(); // its subscriber connection closes; it never left the line
+    expect(await admin.zcard(queueOf(name))).toBe(2);
+
+    await holder.release({ name, token: holderToken });
+    await waitUntil(() => next.wakes() > 0, 5_000, 'the living waiter told');
+    expect(leaseOf(await next.acquire()).owner).toBe('tester-3');
+    expect(await admin.zcard(queueOf(name))).toBe(0);
+    await next.stop({ keep: true });
+    await next.release();
+  });
+
+  it('frees the lock when every waiter in line is gone, and publishes the release', async () => {
+    const name = uniqueName('allgone');
+    const holder = persister();
+    const holderToken = newToken();
+    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const gone = await waiterInLine(name, 2);
+    await gone.persister.close();
+    let released = 0;
+    const watcher = persister();
+    const unwatch = await watcher.watch(name, () => (released += 1));
+    await holder.release({ name, token: holderToken });
+    expect(await holder.inspect(name)).toBeNull();
+    await waitUntil(() => released > 0, 5_000, 'the release published');
+    await unwatch();
+  });
+
+  it('a waiter leaving the line is never handed the lease', async () => {
+    const name = uniqueName('leave');
+    const holder = persister();
+    const holderToken = newToken();
+    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const w = await waiterInLine(name, 2);
+    await w.stop();
+    expect(await admin.zcard(queueOf(name))).toBe(0);
+    await holder.release({ name, token: holderToken });
+    expect(await holder.inspect(name)).toBeNull();
+  });
+
+  it('a waiter leaving after it was handed the lease gives it to the next waiter', async () => {
+    const name = uniqueName('handon');
+    const holder = persister();
+    const holderToken = newToken();
+    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const w2 = await waiterInLine(name, 2);
+    const w3 = await waiterInLine(name, 3);
+    await holder.release({ name, token: holderToken });
+    await waitUntil(() => w2.wakes() > 0, 5_000, 'the first waiter told');
+    await w2.stop(); // not kept: it gave up waiting
+    await waitUntil(() => w3.wakes() > 0, 5_000, 'the next waiter told');
+    expect(leaseOf(await w3.acquire()).owner).toBe('tester-3');
+    await w3.stop({ keep: true });
+    await w3.release();
+  });
+
+  it('a lease taken and kept stays when the waiter stops watching', async () => {
+    const name = uniqueName('keep');
+    const holder = persister();
+    const holderToken = newToken();
+    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const w = await waiterInLine(name, 2);
+    await holder.release({ name, token: holderToken });
+    await waitUntil(() => w.wakes() > 0, 5_000, 'the waiter told');
+    leaseOf(await w.acquire());
+    await w.stop({ keep: true });
+    expect((await holder.inspect(name))?.owner).toBe('tester-2');
+    // A later acquire with the same token is a plain one again: re-sent by the holder, same lease.
+    const again = leaseOf(await w.acquire());
+    expect(again.owner).toBe('tester-2');
+    await w.release();
+  });
+
+  it('a queued waiter that finds the lock free takes it and leaves the line', async () => {
+    const name = uniqueName('free');
+    const holder = persister();
+    const holderToken = newToken();
+    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const w = await waiterInLine(name, 2);
+    await admin.del(`${keyPrefix}{${name}}`); // the lease ran out (or was deleted by hand): no release, no hand-off
+    leaseOf(await w.acquire());
+    expect(await admin.zcard(queueOf(name))).toBe(0);
+    await w.stop({ keep: true });
+    await w.release();
+  });
+});
