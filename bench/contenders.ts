@@ -3,7 +3,7 @@
  *
  * - `acquire(name)`: one attempt; the lock, or `null` when someone else holds it;
  * - `waitFor(name, { signal, onWaiting })`: wait with the contender's OWN waiting
- *   mechanism at its defaults (ours: `waitForLock` woken by Redis pub/sub;
+ *   mechanism at its defaults (ours: `waitForLock` in line: the release hands the lease to the first waiter over pub/sub;
  *   redis-semaphore: `Mutex.acquire`, polling every 10 ms; node-redlock:
  *   `acquire` retrying every 200 ± 100 ms);
  * - `hold(name)`: take it and keep it alive with the contender's own renewal

@@ -169,8 +169,9 @@ export interface Persister {
    * Call `onRelease` whenever the lease of `name` is released; resolves an unsubscribe function.
    * With a `turn`, the caller also waits in line under that token: a store that keeps a
    * queue (Redis) hands a released lease straight to the first waiter in it and calls its
-   * `onRelease`; its next {@link acquire} with that token then answers with that lease. Others
-   * ignore `turn`. The unsubscribe function ends the turn too: pass `{ keep: true }` when a
+   * `onRelease`; its next {@link acquire} with that token then answers with that lease. The
+   * caller acquires with the token once the watch resolved (that attempt puts it in line and
+   * makes sure the release it waits for is published). Others ignore `turn`. The unsubscribe function ends the turn too: pass `{ keep: true }` when a
    * lease under the turn's token is held, anything else gives a lease handed over but not
    * taken back to the store (the next waiter's).
    */

@@ -274,11 +274,13 @@ export class RedisPersister implements Persister {
   async watch(name: string, onRelease: () => void, turn?: WatchTurn): Promise<(end?: WatchEnd) => Promise<void>> {
     const what = `Watching lock "${name}"`;
     const keys = this.keys(name);
-    // Subscribe and mark the name at once (no extra round trip): once both are done, every
-    // release is published (the lease is marked) and heard (subscribed).
-    const marked = this.timed(what, () => markWatched(this.client, keys, what));
-    marked.catch(() => undefined); // awaited below, unless subscribing fails first
     const inLine = turn && this.capabilities.queue === true ? this.turns.open(keys, turn.token) : undefined;
+    // Subscribe and mark the name at once (no extra round trip): once both are done, every
+    // release is published (the lease is marked) and heard (subscribed). A waiter in line
+    // needs no mark: its next acquire, after the subscription, marks the lease it meets (and
+    // queues it), and a free lock it takes.
+    const marked = inLine ? undefined : this.timed(what, () => markWatched(this.client, keys, what));
+    marked?.catch(() => undefined); // awaited below, unless subscribing fails first
     const subscriptions = [this.releases.subscribe(this.channel(name), () => onRelease(), what)];
     if (inLine) {
       const onTurn = (message: string) => {
