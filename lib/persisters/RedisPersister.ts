@@ -189,15 +189,17 @@ export class RedisPersister implements Persister {
     const what = `Acquiring lock "${request.name}"`;
     const turn = this.turns.size === 0 ? undefined : this.turns.find(request.token);
     const lock = turn ? turn.keys : this.keys(request.name);
+    let keys = [lock.lease, lock.record];
     let args: Array<string | number> = [request.token, request.ttlMs, holder];
     if (turn && turn.keys.name === request.name) {
       // A waiter in line: a lease handed to it is its answer; otherwise a conflict queues it.
       const granted = this.turns.take(turn);
       if (granted) return Promise.resolve(granted);
       this.turns.queued(turn, request.ttlMs, holder, request.owner);
+      keys = [lock.lease, lock.record, lock.queue];
       args = [request.token, request.ttlMs, holder, 1];
     }
-    return this.scripts.run(ACQUIRE_SCRIPT, [lock.lease, lock.record, lock.queue], args, what, (reply) => {
+    return this.scripts.run(ACQUIRE_SCRIPT, keys, args, what, (reply) => {
       if (!this.evictionChecked) {
         // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
         this.evictionChecked = true;

@@ -1,7 +1,7 @@
 /**
  * Acquire: take the lease if it is free; idempotent for the holder's own token.
  *
- * KEYS: [1] lease, [2] fence record, [3] waiting queue.
+ * KEYS: [1] lease, [2] fence record, [3] waiting queue (only with ARGV[4]).
  * ARGV: [1] token, [2] ttlMs, [3] the holder as the record stores it (`pid\nhostname\nowner`),
  * [4] `1` when the caller waits on its turn channel: a conflict queues it (`token\nttlMs\nholder`,
  * scored by arrival: the fence it would have had), a lease taken takes it out of the queue.
