@@ -87,6 +87,8 @@ const scenario: Scenario = {
     const client = new Redis(server.url);
     const admin = new Redis(server.url);
     const persister = new RedisPersister(client, { keyPrefix: 'scripts:' });
+    const waiterClient = new Redis(server.url);
+    const waiter = new RedisPersister(waiterClient, { keyPrefix: 'scripts:' });
     const owner = { owner: `${hostname()}:${process.pid}`, hostname: hostname(), pid: process.pid };
     const token = () => randomBytes(16).toString('hex');
     const names = Array.from({ length: ops }, (_, i) => `n${i}`);
@@ -131,6 +133,20 @@ const scenario: Scenario = {
           await measure(admin, 'release (a watcher waiting)', 1_000, () => times(1_000, (i) => persister.release({ name: `${round}w:${names[i]}`, token: tokens[i] })), evals),
         );
         await Promise.all(stops.map((stop) => stop()));
+        // A waiter in line on every name (its own persister, as another process would have): each release hands the lease over.
+        await acquireAll('q:');
+        const turns = await Promise.all(
+          names.slice(0, 1_000).map(async (name) => {
+            const waiterToken = token();
+            const stop = await waiter.watch(`${round}q:${name}`, () => undefined, { token: waiterToken });
+            await waiter.acquire({ name: `${round}q:${name}`, token: waiterToken, ttlMs: TTL_MS, owner }); // queued
+            return stop;
+          }),
+        );
+        measured.push(
+          await measure(admin, 'release (handed to a waiter in line)', 1_000, () => times(1_000, (i) => persister.release({ name: `${round}q:${names[i]}`, token: tokens[i] })), evals),
+        );
+        await Promise.all(turns.map((stop) => stop({ keep: true })));
         // Takeover: leases of 1 ms, left to expire, then taken by another token.
         await acquireAll('x:', 1);
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -156,6 +172,8 @@ const scenario: Scenario = {
       }
     } finally {
       await persister.close();
+      await waiter.close();
+      waiterClient.disconnect();
       client.disconnect();
       admin.disconnect();
       await server.stop();
