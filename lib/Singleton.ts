@@ -621,7 +621,10 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           expiresAt: info.expiresAt,
           ttlMs: this.options.ttlMs,
           renewIntervalMs: this.options.renewIntervalMs,
-          sentAt,
+          // Handed over by a release: it began before this attempt, by up to how long the message
+          // waited. Counted from a renewal interval ago, so the keeper renews it at once (and its
+          // deadline then rests on a round trip of its own).
+          sentAt: result.handedOver === true ? sentAt - this.options.renewIntervalMs : sentAt,
           roundTripMs: monotonicNow() - sentAt,
         },
         this,

@@ -533,6 +533,23 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
     expect(await admin.exists(queueKey(name))).toBe(0);
   });
 
+  test('a lease handed over is renewed at once (its start is not bounded by the waiter’s own call)', async () => {
+    const admin = redis(REDIS_URL);
+    const name = uniqueName('line-renew');
+    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
+    expect(await holder.lock()).toBe(true);
+    const waiter = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'waiter' });
+    const waiting = waiter.waitForLock();
+    await inLine(admin, name, 1);
+    const renewed = next(waiter, 'renewed');
+    await holder.release();
+    await waiting;
+    const lockedAt = Date.now();
+    const { at } = await renewed;
+    expect(at - lockedAt).toBeLessThan(5_000); // the renewal interval is 10 s
+    expect((await waiter.inspect())?.owner).toBe('waiter');
+  });
+
   test('instances taking the lock in turns share it: nobody starves, never two at once', async () => {
     const name = uniqueName('line-fair');
     const instances = [0, 1, 2, 3].map((i) => singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: `i${i}` }));

@@ -62,6 +62,13 @@ export type AcquireResult =
       lease: LockInfo;
       /** The previous lease, when it had run out without being released (its holder died or stalled). */
       expired?: LockInfo;
+      /**
+       * The lease was handed to this waiter by a release (a store that keeps waiters in line)
+       * and the answer comes from that message, not from this call: the lease may have started
+       * before the call was made (the message waited while the process was busy). The caller
+       * renews it at once rather than count its length from the call.
+       */
+      handedOver?: boolean;
     }
   | {
       /** Held by someone else. */

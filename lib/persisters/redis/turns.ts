@@ -65,6 +65,7 @@ export class Turns {
     if (!Number.isSafeInteger(fence) || !Number.isFinite(acquiredAt) || !Number.isFinite(expiresAt)) return false;
     turn.granted = {
       acquired: true,
+      handedOver: true,
       lease: {
         name: turn.keys.name,
         owner: owner.owner,
