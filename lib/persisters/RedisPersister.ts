@@ -187,11 +187,12 @@ export class RedisPersister implements Persister {
       return Promise.reject(error);
     }
     const what = `Acquiring lock "${request.name}"`;
-    const turn = this.turns.size === 0 ? undefined : this.turns.find(request.token);
+    const found = this.turns.size === 0 ? undefined : this.turns.find(request.token);
+    const turn = found && found.keys.name === request.name ? found : undefined;
     const lock = turn ? turn.keys : this.keys(request.name);
     let keys = [lock.lease, lock.record];
     let args: Array<string | number> = [request.token, request.ttlMs, holder];
-    if (turn && turn.keys.name === request.name) {
+    if (turn) {
       // A waiter in line: a lease handed to it is its answer; otherwise a conflict queues it.
       const granted = this.turns.take(turn);
       if (granted) return Promise.resolve(granted);

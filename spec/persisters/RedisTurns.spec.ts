@@ -58,6 +58,14 @@ async function waiterInLine(name: string, n: number, p = persister()) {
   };
 }
 
+/** `name` held by a persister of its own (tester 1). */
+async function heldLock(name: string) {
+  const holder = persister();
+  const holderToken = newToken();
+  leaseOf(await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) }));
+  return { holder, holderToken };
+}
+
 function leaseOf(result: AcquireResult): LockInfo {
   if (!result.acquired) throw new Error(`expected a lease, the lock is held by ${result.holder.owner}`);
   return result.lease;
@@ -110,9 +118,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a waiter takes the lease handed to it without asking Redis', async () => {
     const name = uniqueName('local');
-    const holder = persister();
-    const holderToken = newToken();
-    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const { holder, holderToken } = await heldLock(name);
     const c = client();
     const w = await waiterInLine(name, 2, persister(c));
     await holder.release({ name, token: holderToken });
@@ -127,9 +133,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('skips a waiter whose connection is gone (a crashed process) and hands the lease to the next', async () => {
     const name = uniqueName('gone');
-    const holder = persister();
-    const holderToken = newToken();
-    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const { holder, holderToken } = await heldLock(name);
     const gone = await waiterInLine(name, 2);
     const next = await waiterInLine(name, 3);
     await gone.persister.close(); // its subscriber connection closes; it never left the line
@@ -145,9 +149,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('frees the lock when every waiter in line is gone, and publishes the release', async () => {
     const name = uniqueName('allgone');
-    const holder = persister();
-    const holderToken = newToken();
-    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const { holder, holderToken } = await heldLock(name);
     const gone = await waiterInLine(name, 2);
     await gone.persister.close();
     let released = 0;
@@ -161,9 +163,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a waiter leaving the line is never handed the lease', async () => {
     const name = uniqueName('leave');
-    const holder = persister();
-    const holderToken = newToken();
-    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const { holder, holderToken } = await heldLock(name);
     const w = await waiterInLine(name, 2);
     await w.stop();
     expect(await admin.zcard(queueOf(name))).toBe(0);
@@ -173,9 +173,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a waiter leaving after it was handed the lease gives it to the next waiter', async () => {
     const name = uniqueName('handon');
-    const holder = persister();
-    const holderToken = newToken();
-    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const { holder, holderToken } = await heldLock(name);
     const w2 = await waiterInLine(name, 2);
     const w3 = await waiterInLine(name, 3);
     await holder.release({ name, token: holderToken });
@@ -189,9 +187,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a lease taken and kept stays when the waiter stops watching', async () => {
     const name = uniqueName('keep');
-    const holder = persister();
-    const holderToken = newToken();
-    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const { holder, holderToken } = await heldLock(name);
     const w = await waiterInLine(name, 2);
     await holder.release({ name, token: holderToken });
     await waitUntil(() => w.wakes() > 0, 5_000, 'the waiter told');
@@ -206,9 +202,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a queued waiter that finds the lock free takes it and leaves the line', async () => {
     const name = uniqueName('free');
-    const holder = persister();
-    const holderToken = newToken();
-    await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) });
+    const { holder, holderToken } = await heldLock(name);
     const w = await waiterInLine(name, 2);
     await admin.del(`${keyPrefix}{${name}}`); // the lease ran out (or was deleted by hand): no release, no hand-off
     leaseOf(await w.acquire());
