@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import { persisterFromUrl } from '../../lib/persisters/fromUrl';
 import type { Persister } from '../../lib/persisters/Persister';
+import { startRedisServer, type RedisServer } from '../setup/redisServer';
 import { CHILD, childEvents, CLI_STORES, type CliStore, killAllCli, lines, startCli, until } from './cliHarness';
 
 /** Signal → exit: generous for a loaded machine, far below the retry interval a late abort would wait out. */
@@ -82,20 +83,25 @@ describe.each(CLI_STORES)('singleton-run --wait ends at once (%s store)', (kind,
   });
 });
 
-describe('singleton-run --wait, an attempt in flight (Redis paused)', () => {
+// CLIENT PAUSE stops every client of a server: on the shared server it would stall the
+// renewals of suites running beside this one (a Singleton there reported store-unreachable).
+describe('singleton-run --wait, an attempt in flight (Redis paused, a private redis-server)', () => {
+  let server: RedisServer;
   let redis: Redis;
   let persister: Persister;
   let name: string;
   const token = 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0';
 
-  beforeAll(() => {
-    redis = new Redis(process.env.REDIS_URL as string);
+  beforeAll(async () => {
+    server = await startRedisServer();
+    redis = new Redis(server.url);
   });
   afterAll(async () => {
     await redis.quit();
+    await server.stop();
   });
   beforeEach(async () => {
-    persister = await persisterFromUrl(process.env.REDIS_URL as string);
+    persister = await persisterFromUrl(server.url);
     name = `wait-paused-${process.pid}-${Date.now().toString(36)}-${(seq += 1)}`;
     const held = await persister.acquire({ name, token, ttlMs: 60_000, owner: { owner: 'holder', hostname: 'test', pid: process.pid } });
     expect(held.acquired).toBe(true);
@@ -108,7 +114,7 @@ describe('singleton-run --wait, an attempt in flight (Redis paused)', () => {
   });
 
   it('SIGTERM while an attempt hangs: exit as soon as that attempt settles (so it can release what it took), not a retry later', async () => {
-    const cli = startCli(['--name', name, '--store', process.env.REDIS_URL as string, '--wait', '--', 'true'], { SINGLETON_LOG_LEVEL: 'warn' });
+    const cli = startCli(['--name', name, '--store', server.url, '--wait', '--', 'true'], { SINGLETON_LOG_LEVEL: 'warn' });
     await until(() => cli.stderr.includes('is held by'), 'waiting for the lock', { intervalMs: 5 });
     const pauseMs = 2_500;
     const pausedAt = Date.now();
