@@ -12,6 +12,14 @@ declare global {
 }
 
 /**
+ * The shared server refuses what would disturb the suites running beside the one that sends
+ * it (pausing every client, flushing every key, stopping the server): a test that needs one
+ * of these starts a redis-server of its own (`startRedisServer`), and one that forgets fails
+ * at once with NOPERM instead of making another suite flaky.
+ */
+const SHARED_SERVER_ACL = ['--user', 'default', 'on', 'nopass', '~*', '&*', '+@all', '-client|pause', '-flushall', '-flushdb', '-shutdown', '-debug', '-config|set', '-script|flush'];
+
+/**
  * Starts one throwaway redis-server (unless REDIS_URL points at one) and one throwaway
  * PostgreSQL (unless POSTGRES_URL does), side by side. Where PostgreSQL's server
  * binaries are missing, POSTGRES_UNAVAILABLE says why and the PostgreSQL suites report
@@ -20,7 +28,7 @@ declare global {
 export default async function globalSetup(): Promise<void> {
   const redis = process.env.REDIS_URL
     ? undefined
-    : startRedisServer().then((server) => {
+    : startRedisServer(undefined, SHARED_SERVER_ACL).then((server) => {
         globalThis.__SINGLETON_REDIS__ = server;
         process.env.REDIS_URL = server.url;
       });
