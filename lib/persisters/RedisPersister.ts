@@ -33,7 +33,6 @@ import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
 import { type Turn, Turns } from './redis/turns';
 import { markWatched } from './redis/watch';
 import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
-import { withRedisTimeout } from './redisTimeout';
 
 /** Options of {@link RedisPersister}. */
 export interface RedisPersisterOptions {
@@ -382,9 +381,9 @@ export class RedisPersister implements Persister {
     return releaseChannel(this.keyPrefix, name);
   }
 
-  /** Races `op` against `operationTimeoutMs`; any failure becomes a `PersisterError` that says `what` failed. */
+  /** Races `op` against `operationTimeoutMs` (the scripts' deadlines); any failure becomes a `PersisterError` that says `what` failed. */
   private timed<T>(what: string, op: () => Promise<T>): Promise<T> {
-    return withRedisTimeout(what, this.operationTimeoutMs, op, (error) => this.explainError(error));
+    return this.scripts.timed(what, op);
   }
 
   /** A driver error as callers read it: naming the last connection error of a connection we own. */

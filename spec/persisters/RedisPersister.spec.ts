@@ -298,6 +298,10 @@ describe('RedisPersister on an unreachable Redis', () => {
       expect(error).toBeInstanceOf(PersisterError);
       expect((error as Error).message).toMatch(/timed out after 200 ms/);
       await expect(persister.watch('down', () => undefined)).rejects.toThrow(PersisterError);
+      // The pipelined renewal goes under the same deadlines as the scripts.
+      const [renewal] = await persister.renewMany([{ name: 'down', token: newToken(), ttlMs: 1_000 }, { name: 'down2', token: newToken(), ttlMs: 1_000 }]);
+      expect(renewal).toBeInstanceOf(PersisterError);
+      expect((renewal as Error).message).toMatch(/^Renewing .*timed out after 200 ms/);
       expect(Date.now() - started).toBeLessThan(2_000);
       const owned = connect(`redis://127.0.0.1:${port}`);
       const closing = Date.now();

@@ -2,7 +2,8 @@
  * How the `RedisPersister` runs its hot scripts (acquire, renew, release, inspect):
  * EVALSHA (EVAL when the server's script cache lost the script), bounded by the
  * persister's operation timeout (one timer for all calls: `Deadlines`), the reply parsed in
- * the same step. The caller gets
+ * the same step. Its other calls (`renewMany`'s pipeline, subscriptions, `QUIT`) go through
+ * {@link ScriptRunner.timed}: the same deadlines, the same wording of failures. The caller gets
  * one promise — not one per layer (persister method, timeout, script call, parse):
  * each layer of `async` functions costs a promise and a microtask per operation,
  * which on a sequential lock + release loop is a measurable share of the time.
@@ -14,7 +15,7 @@ import { type Arg, isNoScript, type RedisScript, type ScriptClient } from './scr
 /** A store error as the persister reports it (for instance naming the last connection error). */
 export type ExplainError = (error: unknown) => unknown;
 
-/** Runs scripts on one client with one operation timeout. */
+/** Runs scripts (and bounds every other call) on one client with one operation timeout. */
 export class ScriptRunner {
   constructor(
     private readonly client: ScriptClient,
@@ -35,6 +36,34 @@ export class ScriptRunner {
    * (after `timeoutMs`), or `parse` throws (an unexpected reply).
    */
   run<T>(script: RedisScript, keys: readonly string[], args: readonly Arg[], what: string, parse: (reply: unknown) => T): Promise<T> {
+    return this.bounded(what, parse, (answer, fail) => {
+      const { client } = this;
+      client.evalsha(script.sha1, keys.length, ...keys, ...args).then(answer, (error: unknown) => {
+        if (!isNoScript(error)) return fail(error);
+        try {
+          client.eval(script.source, keys.length, ...keys, ...args).then(answer, fail);
+        } catch (thrown) {
+          fail(thrown);
+        }
+      });
+    });
+  }
+
+  /**
+   * Runs any other Redis call (a pipeline, a subscription, `QUIT`) under the same timeout
+   * and the same wording of its failures: one timer for everything the persister sends.
+   */
+  timed<T>(what: string, op: () => Promise<T>): Promise<T> {
+    return this.bounded(what, (value: T) => value, (answer, fail) => {
+      op().then(answer, fail);
+    });
+  }
+
+  /**
+   * The promise of one call that `send` starts, settled by its first outcome: `answer` (the
+   * reply, then `parse`d), `fail`, or the deadline. `send` may throw; that is a failure too.
+   */
+  private bounded<R, T>(what: string, parse: (reply: R) => T, send: (answer: (reply: R) => void, fail: (error: unknown) => void) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const deadline = this.deadlines.start(() => {
@@ -50,7 +79,7 @@ export class ScriptRunner {
         if (!settled) reject(toPersisterError(what, this.explain(error)));
         settled = true;
       };
-      const answer = (reply: unknown): void => {
+      const answer = (reply: R): void => {
         this.deadlines.clear(deadline);
         if (settled) return;
         settled = true;
@@ -60,16 +89,8 @@ export class ScriptRunner {
           reject(toPersisterError(what, this.explain(error)));
         }
       };
-      const { client } = this;
       try {
-        client.evalsha(script.sha1, keys.length, ...keys, ...args).then(answer, (error: unknown) => {
-          if (!isNoScript(error)) return fail(error);
-          try {
-            client.eval(script.source, keys.length, ...keys, ...args).then(answer, fail);
-          } catch (thrown) {
-            fail(thrown);
-          }
-        });
+        send(answer, fail);
       } catch (thrown) {
         fail(thrown);
       }
