@@ -14,7 +14,7 @@ import type { LockInfo, OwnerInfo, Persister, WatchEnd } from './persisters/Pers
 import { type HookEntry, processHooks } from './processHooks';
 import { safeEmit } from './safeEmit';
 import { canTransition, type State } from './states';
-import { backoffMs, monotonicNow, newToken, withJitter } from './time';
+import { backoffMs, monotonicNow, newToken, safetyMarginMs, withJitter } from './time';
 import { checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
@@ -611,6 +611,22 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         throw shuttingDownError(this.name);
       }
       const { lease: info } = result;
+      // A lease handed over by a release began before this attempt: by `leaseAgeMs` at most (the
+      // store's clock since the waiter's last exchange with it), or, unknown, a renewal interval
+      // ago (then the keeper renews it at once, and its deadline rests on a round trip of its own).
+      let startedAt = sentAt;
+      if (result.handedOver === true) {
+        const now = monotonicNow();
+        startedAt = result.leaseAgeMs !== undefined ? now - result.leaseAgeMs : sentAt - this.options.renewIntervalMs;
+        if (startedAt + this.options.ttlMs - safetyMarginMs(this.options.ttlMs, now - sentAt) <= now) {
+          // Handed over while this process was stopped or busy for longer than the lease: it
+          // has run out (someone else may hold the lock by now). Not held; owner-checked, so
+          // giving it back is harmless if it is still there.
+          this.persister.release({ name: this.name, token }).catch(() => undefined);
+          this.setState('idle', { message: `a lease of "${this.name}" handed over ${Math.round(now - startedAt)} ms ago, while this process was stopped or busy, had run out; waiting on` }, { level: 'warn' });
+          return null;
+        }
+      }
       const fencingToken = this.fences ? info.fencingToken : undefined;
       const held = new LeaseControl(
         {
@@ -621,10 +637,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           expiresAt: info.expiresAt,
           ttlMs: this.options.ttlMs,
           renewIntervalMs: this.options.renewIntervalMs,
-          // Handed over by a release: it began before this attempt, by up to how long the message
-          // waited. Counted from a renewal interval ago, so the keeper renews it at once (and its
-          // deadline then rests on a round trip of its own).
-          sentAt: result.handedOver === true ? sentAt - this.options.renewIntervalMs : sentAt,
+          sentAt: startedAt,
           roundTripMs: monotonicNow() - sentAt,
         },
         this,

@@ -85,7 +85,6 @@ function recordingRenewals(inner: Persister): { persister: Persister; okSentAt: 
   return { persister, okSentAt, failures };
 }
 
-/** Resolves the first `event` emitted by `s`, with the `Date.now()` it arrived at. */
 /** The next `event` of `s`; rejects, saying what was awaited and the state, if it does not come within 15 s. */
 function next<E extends 'lost' | 'locked' | 'renewed' | 'conflict'>(s: Singleton, event: E) {
   return new Promise<{ at: number; payload: SingletonEvents[E][0] }>((resolve, reject) => {
@@ -533,12 +532,12 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
     expect(await admin.exists(queueKey(name))).toBe(0);
   });
 
-  test('a lease handed over is renewed at once (its start is not bounded by the waiter’s own call)', async () => {
+  test('a lease handed over counts its length from the release that wrote it: renewed on schedule, not at once', async () => {
     const admin = redis(REDIS_URL);
     const name = uniqueName('line-renew');
     const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
     expect(await holder.lock()).toBe(true);
-    const waiter = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'waiter' });
+    const waiter = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 3_000, owner: 'waiter' }); // renewed every 1 s
     const waiting = waiter.waitForLock();
     await inLine(admin, name, 1);
     const renewed = next(waiter, 'renewed');
@@ -546,8 +545,44 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
     await waiting;
     const lockedAt = Date.now();
     const { at } = await renewed;
-    expect(at - lockedAt).toBeLessThan(5_000); // the renewal interval is 10 s
+    // Its start is known to within a round trip (the waiter's last exchange with Redis), so
+    // its first renewal comes a renewal interval on (less the keeper's batching of a quarter).
+    expect(at - lockedAt).toBeGreaterThanOrEqual(500);
+    expect(at - lockedAt).toBeLessThan(5_000);
     expect((await waiter.inspect())?.owner).toBe('waiter');
+  });
+
+  test('a lease handed over while the waiter was busy for longer than the lease is not held: the waiter says so and waits on', async () => {
+    const admin = redis(REDIS_URL);
+    const name = uniqueName('line-stale');
+    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
+    expect(await holder.lock()).toBe(true);
+    const { logger, lines } = recordingLogger();
+    // A 500 ms lease, and no retry for 30 s: only the hand-over can make it hold.
+    const waiter = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 500, owner: 'waiter', retryIntervalMs: 30_000, logger });
+    let lockedEvents = 0;
+    waiter.on('locked', () => (lockedEvents += 1));
+    waiter.on('lost', () => undefined); // were it held, it would be lost at once: say so by the count above, not by exiting
+    const waiting = waiter.waitForLock().then(
+      () => 'held',
+      (error: Error) => error.name,
+    );
+    await inLine(admin, name, 1);
+    void holder.release(); // the release script is on its way: Redis hands the lease to the waiter and tells it
+    const busyUntil = performance.now() + 1_200; // busy past the waiter's 500 ms lease: the message waits in its socket
+    while (performance.now() < busyUntil);
+    await pollUntil(async () => lines.some((l) => l.level === 'warn' && /handed over .* had run out; waiting on/.test(l.msg ?? '')), {
+      what: 'the waiter to say its lease had run out',
+    });
+    expect(lockedEvents).toBe(0);
+    expect(waiter.state).not.toBe('locked');
+    // Nobody holds it: another instance takes it at once.
+    const other = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'other' });
+    expect(await other.lock()).toBe(true);
+    expect((await other.inspect())?.owner).toBe('other');
+    expect(lockedEvents).toBe(0);
+    await waiter.release(); // ends the wait
+    expect(await waiting).toBe('AbortError');
   });
 
   test('instances taking the lock in turns share it: nobody starves, never two at once', async () => {
@@ -601,6 +636,30 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
     expect(next.state).toBe('locked');
     expect(quitter.state).not.toBe('locked');
     expect((await next.inspect())?.owner).toBe('next');
+  });
+
+  test('a waiting process stopped (SIGSTOP) past the lease handed to it does not hold it when continued: the lock is the next holder\'s alone', async () => {
+    const admin = redis(REDIS_URL);
+    const name = uniqueName('line-stopped');
+    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
+    expect(await holder.lock()).toBe(true);
+    const child = spawnHolder({ redisUrl: REDIS_URL, name, ttlMs: 1_000, acquire: 'wait', options: { handleSignals: false } }, 'stopped waiter');
+    await inLine(admin, name, 1);
+    child.kill('SIGSTOP'); // its connection stays open: Redis still counts it listening
+    await holder.release(); // handed to the stopped waiter
+    // The lease handed to it runs out (1 s); another instance waiting takes the lock then.
+    const other = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'other' });
+    await other.waitForLock({ timeoutMs: 15_000 });
+    const before = child.events.length;
+    child.kill('SIGCONT');
+    // Continued, it reads the hand-over message and tries again: it must not hold the lock.
+    const since = () => child.events.slice(before).map((e) => e.event);
+    await pollUntil(() => since().includes('locking'), { what: 'the continued waiter to try again', timeoutMs: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(since()).not.toContain('locked');
+    expect(since()).not.toContain('holding');
+    expect(other.state).toBe('locked');
+    expect((await other.inspect())?.owner).toBe('other');
   });
 
   test('a waiting process killed (SIGKILL) is skipped: the next waiter gets the lock at the release', async () => {

@@ -65,10 +65,18 @@ export type AcquireResult =
       /**
        * The lease was handed to this waiter by a release (a store that keeps waiters in line)
        * and the answer comes from that message, not from this call: the lease may have started
-       * before the call was made (the message waited while the process was busy). The caller
-       * renews it at once rather than count its length from the call.
+       * before the call was made (the message waited while the process was busy or stopped).
+       * The caller counts its length from `leaseAgeMs` ago; without it, from a renewal
+       * interval ago, renewing it at once.
        */
       handedOver?: boolean;
+      /**
+       * With `handedOver`: how long before this answer, at most, the lease started, as the
+       * store's clock counts (the time between the waiter's last exchange with the store and the
+       * release that handed it over) plus the time since that exchange on this process's
+       * monotonic clock. A lease older than its ttl (less the safety margin) has run out.
+       */
+      leaseAgeMs?: number;
     }
   | {
       /** Held by someone else. */

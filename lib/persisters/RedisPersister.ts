@@ -18,7 +18,7 @@ import type {
   WatchEnd,
   WatchTurn,
 } from './Persister';
-import { ACQUIRE_SCRIPT, parseAcquireReply } from './redis/acquire';
+import { ACQUIRE_SCRIPT, conflictServerMs, parseAcquireReply } from './redis/acquire';
 import { inspectLease } from './redis/inspect';
 import { keysOfChannel, type LockKeys, lockKeys, RELEASED_SUFFIX, releaseChannel, turnChannel } from './redis/keys';
 import { encodeHolder } from './redis/record';
@@ -31,6 +31,7 @@ import { RedisAdmin } from './redis/admin';
 import { type ConfigClient, warnIfLeasesCanBeEvicted } from './redis/evictionPolicy';
 import { ReconnectWatcher, type ReconnectingClient } from './redis/reconnect';
 import { type Turn, Turns } from './redis/turns';
+import { monotonicNow } from '../time';
 import { markWatched } from './redis/watch';
 import { deliver, RedisChannelSubscriber, SUBSCRIBER_CONNECTION_OPTIONS, type SubscriberConnection } from './RedisChannelSubscriber';
 
@@ -187,26 +188,34 @@ export class RedisPersister implements Persister {
     }
     const what = `Acquiring lock "${request.name}"`;
     const found = this.turns.size === 0 ? undefined : this.turns.find(request.token);
-    const turn = found && found.keys.name === request.name ? found : undefined;
-    const lock = turn ? turn.keys : this.keys(request.name);
-    let keys = [lock.lease, lock.record];
-    let args: Array<string | number> = [request.token, request.ttlMs, holder];
-    if (turn) {
-      // A waiter in line: a lease handed to it is its answer; otherwise a conflict queues it.
-      const granted = this.turns.take(turn);
-      if (granted) return Promise.resolve(granted);
-      this.turns.queued(turn, request.ttlMs, holder, request.owner);
-      keys = [lock.lease, lock.record, lock.queue];
-      args = [request.token, request.ttlMs, holder, 1];
-    }
-    return this.scripts.run(ACQUIRE_SCRIPT, keys, args, what, (reply) => {
-      if (!this.evictionChecked) {
-        // Once per persister, once connected (a Cluster knows its masters then), off the acquire's path.
-        this.evictionChecked = true;
-        void warnIfLeasesCanBeEvicted(this.client as unknown as ConfigClient, this.logger);
-      }
+    if (found && found.keys.name === request.name) return this.acquireInLine(found, request, holder, what);
+    const lock = this.keys(request.name);
+    return this.scripts.run(ACQUIRE_SCRIPT, [lock.lease, lock.record], [request.token, request.ttlMs, holder], what, (reply) => {
+      this.checkEvictionOnce();
       return parseAcquireReply(lock, request, reply, what);
     });
+  }
+
+  /** A waiter in line: a lease handed to it is its answer; otherwise a conflict queues it (and anchors its clock). */
+  private acquireInLine(turn: Turn, request: AcquireRequest, holder: string, what: string): Promise<AcquireResult> {
+    const granted = this.turns.take(turn);
+    if (granted) return Promise.resolve(granted);
+    this.turns.queued(turn, request.ttlMs, holder, request.owner);
+    const { keys } = turn;
+    const sentAt = monotonicNow();
+    return this.scripts.run(ACQUIRE_SCRIPT, [keys.lease, keys.record, keys.queue], [request.token, request.ttlMs, holder, 1], what, (reply) => {
+      this.checkEvictionOnce();
+      const result = parseAcquireReply(keys, request, reply, what);
+      if (!result.acquired) this.turns.conflicted(turn, sentAt, conflictServerMs(reply), result.holder);
+      return result;
+    });
+  }
+
+  /** Once per persister, once connected (a Cluster knows its masters then), off the acquire's path. */
+  private checkEvictionOnce(): void {
+    if (this.evictionChecked) return;
+    this.evictionChecked = true;
+    void warnIfLeasesCanBeEvicted(this.client as unknown as ConfigClient, this.logger);
   }
 
   /** Extend the lease, only with the holder's token. */

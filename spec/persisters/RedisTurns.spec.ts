@@ -10,6 +10,8 @@ import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
 import type { AcquireResult, LockInfo } from '../../lib/persisters/Persister';
 import { RedisPersister } from '../../lib/persisters/RedisPersister';
+import type { LockKeys } from '../../lib/persisters/redis/keys';
+import { Turns } from '../../lib/persisters/redis/turns';
 import { fenceAfter, newToken, testOwner, waitUntil } from './conformance';
 
 const runId = randomBytes(4).toString('hex');
@@ -209,5 +211,56 @@ describe('RedisPersister: waiters in line', () => {
     expect(await admin.zcard(queueOf(name))).toBe(0);
     await w.stop({ keep: true });
     await w.release();
+  });
+});
+
+describe('RedisPersister: how old a lease handed over may be', () => {
+  it('answers with leaseAgeMs: at least the time since the release, at most that plus the last exchange with Redis', async () => {
+    const name = uniqueName('age');
+    const { holder, holderToken } = await heldLock(name);
+    const w = await waiterInLine(name, 2);
+    const queuedAt = performance.now(); // the waiter's conflict answered just before
+    expect(await holder.release({ name, token: holderToken })).toBe(true);
+    const releasedAt = performance.now(); // the release ran before its answer came
+    await waitUntil(() => w.wakes() > 0, 5_000, 'the waiter told');
+    await new Promise((resolve) => setTimeout(resolve, 300)); // as if the process were busy
+    const result = await w.acquire();
+    const takenAt = performance.now();
+    if (!result.acquired) throw new Error('not handed over');
+    expect(result.handedOver).toBe(true);
+    const age = result.leaseAgeMs as number;
+    expect(age).toBeGreaterThanOrEqual(takenAt - releasedAt - 5); // the server's ms are whole: a few ms of slack
+    expect(age).toBeLessThanOrEqual(takenAt - queuedAt + 1_000); // bounded by the anchor (a round trip of slack), not by a renewal interval (10 s)
+    expect(age).toBeGreaterThanOrEqual(300);
+    await w.stop({ keep: true });
+    await w.release();
+  });
+});
+
+describe('Turns (the waiter side of the line)', () => {
+  const keys: LockKeys = { name: 'n', prefix: 'p:', lease: 'p:{n}', record: 'p:{n}:fence', queue: 'p:{n}:queue' };
+  const holderWith = (fencingToken: number): LockInfo => ({ ...testOwner(9), name: 'n', fencingToken, acquiredAt: new Date(0), expiresAt: new Date(0) });
+
+  it('drops a lease handed over once a queued acquire finds a newer holder (a higher fence): it ran out or was taken while the message waited', () => {
+    const turns = new Turns();
+    const turn = turns.open(keys, 'tok');
+    turns.queued(turn, 1_000, 'holder', testOwner(2));
+    expect(turns.receive(turn, '100\n5000\n6000')).toBe(true);
+    turns.conflicted(turn, performance.now(), 7_000, holderWith(101));
+    expect(turns.take(turn)).toBeUndefined();
+  });
+
+  it('keeps it when the conflict was with an older lease (the conflict came before the hand-over)', () => {
+    const turns = new Turns();
+    const turn = turns.open(keys, 'tok');
+    turns.queued(turn, 1_000, 'holder', testOwner(2));
+    expect(turns.receive(turn, '100\n5000\n6000')).toBe(true);
+    const sentAt = performance.now();
+    turns.conflicted(turn, sentAt, 4_990, holderWith(99));
+    const taken = turns.take(turn);
+    expect(taken).toMatchObject({ acquired: true, handedOver: true, lease: { fencingToken: 100 } });
+    // The release ran 10 ms of server time after the conflict, which was no earlier than sentAt here.
+    expect((taken as { leaseAgeMs: number }).leaseAgeMs).toBeLessThanOrEqual(Math.max(0, performance.now() - sentAt - 10));
+    expect(turns.take(turn)).toBeUndefined(); // once
   });
 });

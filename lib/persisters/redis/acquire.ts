@@ -11,8 +11,9 @@
  *   acquire): same fence and acquiredAt, extended by ttlMs from now;
  * - `{1, fence, acquiredAtMs, record, expiresAtMs}`: taken over a lease that expired
  *   without release; `record` (the previous fence record) and `expiresAtMs` describe it;
- * - `{0, record, expiresAtMs}`: someone else holds it (the current fence record, and when
- *   that lease expires). The caller may wait for its release: the lease is marked
+ * - `{0, record, expiresAtMs, nowMs}`: someone else holds it (the current fence record, when
+ *   that lease expires, and the server's time: a waiter in line bounds the start of a lease
+ *   handed to it later by it). The caller may wait for its release: the lease is marked
  *   (its value ends with `*`) so that its release is published.
  *
  * Calls: free 4 (TIME, GET record, SET NX PX, SET record PX), one more (PTTL of the
@@ -49,7 +50,7 @@ if not redis.call('SET', KEYS[1], (watched or ahead) and token .. '${WAITER_MARK
       redis.call('PEXPIRE', KEYS[3], ${DAY})
     end
     local rec, pttl = old, redis.call('PTTL', KEYS[1])
-    return ${holderReply('0')}
+    return ${holderReply('0', 'nowMs')}
   end
   -- re-sent by the holder: extend it, same fence
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -75,10 +76,15 @@ return { 1, fence, nowMs }
 `,
 );
 
+/** The server's time (ms) in a conflict reply of the acquire script (see {@link parseAcquireReply}). */
+export function conflictServerMs(reply: unknown): number {
+  return Array.isArray(reply) ? Number(reply[3]) : Number.NaN;
+}
+
 /** An acquire reply as an `AcquireResult`; throws a `PersisterError` for anything else. */
 export function parseAcquireReply(lock: LockKeys, request: AcquireRequest, reply: unknown, what: string): AcquireResult {
   if (!Array.isArray(reply)) throw unexpectedReply(what, lock.prefix, reply);
-  if (reply[0] === 0 && reply.length === 3) return { acquired: false, holder: holderFromRecord(lock.name, String(reply[1]), Number(reply[2])) };
+  if (reply[0] === 0 && reply.length === 4) return { acquired: false, holder: holderFromRecord(lock.name, String(reply[1]), Number(reply[2])) };
   if (reply[0] !== 1 || typeof reply[1] !== 'number' || typeof reply[2] !== 'number') throw unexpectedReply(what, lock.prefix, reply);
   const { owner } = request;
   const lease: LockInfo = {

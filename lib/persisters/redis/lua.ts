@@ -46,9 +46,9 @@ export const WAITER_MARK = '*';
 /**
  * Lua expression: the reply naming a holder, `{record, exp}` (`{head, record, exp}` with a
  * head), from the locals `rec` (the record, as `redis.pcall('GET')` returned it) and
- * `pttl` (the lease's PTTL). A record lost while the lease lives (deleted by hand,
- * evicted) reads as `''`.
+ * `pttl` (the lease's PTTL), then `tail` if given. A record lost while the lease lives
+ * (deleted by hand, evicted) reads as `''`.
  */
-export function holderReply(head?: string): string {
-  return `{ ${head === undefined ? '' : `${head}, `}type(rec) == 'string' and rec or '', nowMs + (pttl > 0 and pttl or 0) }`;
+export function holderReply(head?: string, tail?: string): string {
+  return `{ ${head === undefined ? '' : `${head}, `}type(rec) == 'string' and rec or '', nowMs + (pttl > 0 and pttl or 0)${tail === undefined ? '' : `, ${tail}`} }`;
 }

@@ -6,8 +6,26 @@
  * channel; the {@link Turn} keeps that lease until the waiter's next acquire with the
  * token takes it, without a round trip.
  */
-import type { AcquireResult, OwnerInfo } from '../Persister';
+import type { AcquireResult, LockInfo, OwnerInfo } from '../Persister';
+import { monotonicNow } from '../../time';
 import type { LockKeys } from './keys';
+
+/** A lease handed to a waiter, as its message described it. */
+interface Grant {
+  readonly lease: LockInfo;
+  /** When the release wrote it, ms on the server's clock. */
+  readonly acquiredAtMs: number;
+}
+
+/**
+ * A moment both clocks agree on, from the waiter's last queued acquire answered with a
+ * conflict: the server ran it at `serverMs` (its clock), after the waiter sent it at `sentAt`
+ * (this process's monotonic clock).
+ */
+interface Anchor {
+  readonly sentAt: number;
+  readonly serverMs: number;
+}
 
 /** One waiter in line, from its `watch` until that ends. */
 export interface Turn {
@@ -18,7 +36,9 @@ export interface Turn {
   /** Who it acquires as (from its last queued acquire): the holder of a lease handed to it. */
   owner: OwnerInfo | undefined;
   /** A lease handed to it, not yet taken by an acquire with its token. */
-  granted: AcquireResult | undefined;
+  granted: Grant | undefined;
+  /** Its last conflict, to bound how long ago a lease handed to it started. */
+  anchor: Anchor | undefined;
 }
 
 /** The turns of one persister, by token. */
@@ -37,7 +57,7 @@ export class Turns {
 
   /** Starts the turn of `token` on `keys`. */
   open(keys: LockKeys, token: string): Turn {
-    const turn: Turn = { keys, token, entry: undefined, owner: undefined, granted: undefined };
+    const turn: Turn = { keys, token, entry: undefined, owner: undefined, granted: undefined, anchor: undefined };
     this.byToken.set(token, turn);
     return turn;
   }
@@ -64,8 +84,7 @@ export class Turns {
     const [fence, acquiredAt, expiresAt] = parts.map(Number);
     if (!Number.isSafeInteger(fence) || !Number.isFinite(acquiredAt) || !Number.isFinite(expiresAt)) return false;
     turn.granted = {
-      acquired: true,
-      handedOver: true,
+      acquiredAtMs: acquiredAt,
       lease: {
         name: turn.keys.name,
         owner: owner.owner,
@@ -79,11 +98,32 @@ export class Turns {
     return true;
   }
 
-  /** Takes the lease handed to `turn`, if any (once). */
+  /**
+   * A queued acquire of `turn`, sent at `sentAt` (monotonic), found the lock held by `holder`
+   * when the server ran it at `serverMs`. It anchors the turn's clock, and shows a lease
+   * handed to the turn earlier to be stale when the holder's fence is above it (the waiter's
+   * own lease would have answered its acquire: it ran out or was taken while the message waited).
+   */
+  conflicted(turn: Turn, sentAt: number, serverMs: number, holder: LockInfo): void {
+    if (Number.isFinite(serverMs)) turn.anchor = { sentAt, serverMs };
+    const granted = turn.granted;
+    if (granted && BigInt(holder.fencingToken) > BigInt(granted.lease.fencingToken)) turn.granted = undefined;
+  }
+
+  /**
+   * Takes the lease handed to `turn`, if any (once), with `leaseAgeMs`: how long ago, at most,
+   * it started — from the turn's anchor, as the store's clock counts (the release wrote it at
+   * `acquiredAtMs`, which is `acquiredAtMs − anchor.serverMs` after a moment this process saw
+   * at `anchor.sentAt` at the latest). Without an anchor (its only queued acquire failed
+   * in transit), the age is unknown and left out.
+   */
   take(turn: Turn): AcquireResult | undefined {
     const granted = turn.granted;
+    if (!granted) return undefined;
     turn.granted = undefined;
-    return granted;
+    const { anchor } = turn;
+    const leaseAgeMs = anchor ? Math.max(0, monotonicNow() - (anchor.sentAt + (granted.acquiredAtMs - anchor.serverMs))) : undefined;
+    return { acquired: true, handedOver: true, lease: granted.lease, leaseAgeMs };
   }
 
   /** Drops every turn (the persister closes). */
