@@ -250,6 +250,16 @@ describe('Turns (the waiter side of the line)', () => {
     expect(turns.take(turn)).toBeUndefined();
   });
 
+  it('keeps it when the holder\'s record says nothing (deleted or evicted: fence 0, or unreadable)', () => {
+    const turns = new Turns();
+    const turn = turns.open(keys, 'tok');
+    turns.queued(turn, 1_000, 'holder', testOwner(2));
+    expect(turns.receive(turn, '100\n5000\n6000')).toBe(true);
+    turns.conflicted(turn, performance.now(), 4_990, holderWith(0));
+    turns.conflicted(turn, performance.now(), 4_990, holderWith(Number.NaN));
+    expect(turns.take(turn)).toMatchObject({ handedOver: true, lease: { fencingToken: 100 } });
+  });
+
   it('keeps it when the conflict was with an older lease (the conflict came before the hand-over)', () => {
     const turns = new Turns();
     const turn = turns.open(keys, 'tok');

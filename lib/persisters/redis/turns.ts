@@ -107,7 +107,8 @@ export class Turns {
   conflicted(turn: Turn, sentAt: number, serverMs: number, holder: LockInfo): void {
     if (Number.isFinite(serverMs)) turn.anchor = { sentAt, serverMs };
     const granted = turn.granted;
-    if (granted && BigInt(holder.fencingToken) > BigInt(granted.lease.fencingToken)) turn.granted = undefined;
+    // Redis fences are safe integers; a holder whose record is unreadable (fence 0 or NaN) proves nothing.
+    if (granted && Number(holder.fencingToken) > Number(granted.lease.fencingToken)) turn.granted = undefined;
   }
 
   /**
