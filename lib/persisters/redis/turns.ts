@@ -123,7 +123,8 @@ export class Turns {
     if (!granted) return undefined;
     turn.granted = undefined;
     const { anchor } = turn;
-    const leaseAgeMs = anchor ? Math.max(0, monotonicNow() - (anchor.sentAt + (granted.acquiredAtMs - anchor.serverMs))) : undefined;
+    // Both server times are whole ms (floored): their difference may exceed the time between by up to 1 ms.
+    const leaseAgeMs = anchor ? Math.max(0, monotonicNow() - (anchor.sentAt + (granted.acquiredAtMs - anchor.serverMs) - 1)) : undefined;
     return { acquired: true, handedOver: true, lease: granted.lease, leaseAgeMs };
   }
 
