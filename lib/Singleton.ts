@@ -611,21 +611,30 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         throw shuttingDownError(this.name);
       }
       const { lease: info } = result;
-      // A lease handed over by a release began before this attempt: by `leaseAgeMs` at most (the
-      // store's clock since the waiter's last exchange with it), or, unknown, a renewal interval
-      // ago (then the keeper renews it at once, and its deadline rests on a round trip of its own).
-      let startedAt = sentAt;
+      const { ttlMs } = this.options;
+      const roundTripMs = monotonicNow() - sentAt;
+      // The keeper counts a lease's deadline as `keptFrom + ttl − margin`.
+      let keptFrom = sentAt;
       if (result.handedOver === true) {
+        // Handed over by a release: it began before this attempt, by `leaseAgeMs` at most (the
+        // store's clock since the waiter's last exchange with it), or, unknown, a renewal
+        // interval ago; and it may last less than ttl until its first renewal (a store's claim
+        // on a waiter: the answer's expiresAt − acquiredAt).
         const now = monotonicNow();
-        startedAt = result.leaseAgeMs !== undefined ? now - result.leaseAgeMs : sentAt - this.options.renewIntervalMs;
-        if (startedAt + this.options.ttlMs - safetyMarginMs(this.options.ttlMs, now - sentAt) <= now) {
-          // Handed over while this process was stopped or busy for longer than the lease: it
-          // has run out (someone else may hold the lock by now). Not held; owner-checked, so
+        const startedAt = result.leaseAgeMs !== undefined ? now - result.leaseAgeMs : sentAt - this.options.renewIntervalMs;
+        const lastsMs = Math.min(ttlMs, info.expiresAt.getTime() - info.acquiredAt.getTime());
+        const deadline = startedAt + lastsMs - safetyMarginMs(lastsMs, roundTripMs);
+        if (!(deadline > now)) {
+          // Handed over while this process was stopped or busy for longer than the lease lasts:
+          // it has run out (someone else may hold the lock by now). Not held; owner-checked, so
           // giving it back is harmless if it is still there.
           this.persister.release({ name: this.name, token }).catch(() => undefined);
           this.setState('idle', { message: `a lease of "${this.name}" handed over ${Math.round(now - startedAt)} ms ago, while this process was stopped or busy, had run out; waiting on` }, { level: 'warn' });
           return null;
         }
+        // Kept from the moment that gives the keeper this deadline; a lease shorter than ttl
+        // (or of unknown start) then falls due for renewal at once.
+        keptFrom = deadline - ttlMs + safetyMarginMs(ttlMs, roundTripMs);
       }
       const fencingToken = this.fences ? info.fencingToken : undefined;
       const held = new LeaseControl(
@@ -637,8 +646,8 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           expiresAt: info.expiresAt,
           ttlMs: this.options.ttlMs,
           renewIntervalMs: this.options.renewIntervalMs,
-          sentAt: startedAt,
-          roundTripMs: monotonicNow() - sentAt,
+          sentAt: keptFrom,
+          roundTripMs,
         },
         this,
       );

@@ -499,6 +499,28 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
   /** Resolves once `n` waiters are in the line of `name` (the Redis sorted set). */
   const inLine = (c: Redis, name: string, n: number) => pollUntil(async () => (await c.zcard(queueKey(name))) === n, { what: `${n} in line` });
 
+  /** `name` held here (30 s lease), and a waiter in line in a process of its own (`acquire: 'wait'`). */
+  async function heldWithWaitingProcess(hint: string, waiterTtlMs: number) {
+    const admin = redis(REDIS_URL);
+    const name = uniqueName(hint);
+    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
+    expect(await holder.lock()).toBe(true);
+    const child = spawnHolder({ redisUrl: REDIS_URL, name, ttlMs: waiterTtlMs, acquire: 'wait', options: { handleSignals: false } }, 'waiting process');
+    await inLine(admin, name, 1);
+    return { admin, name, holder, child };
+  }
+
+  /** Continues a stopped waiting process and checks that it tries again without ever holding. */
+  async function continuedWithoutHolding(child: ReturnType<typeof spawnHolder>): Promise<void> {
+    const before = child.events.length;
+    child.kill('SIGCONT');
+    const since = () => child.events.slice(before).map((e) => e.event);
+    await pollUntil(() => since().includes('locking'), { what: 'the continued waiter to try again', timeoutMs: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(since()).not.toContain('locked');
+    expect(since()).not.toContain('holding');
+  }
+
   test('waiters get the lock in the order they came, each with a higher fence, none woken out of turn', async () => {
     const admin = redis(REDIS_URL);
     const name = uniqueName('line-order');
@@ -532,12 +554,13 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
     expect(await admin.exists(queueKey(name))).toBe(0);
   });
 
-  test('a lease handed over counts its length from the release that wrote it: renewed on schedule, not at once', async () => {
+  /** A lease of `waiterTtlMs` handed over to a waiter in line: how long after it held it its first renewal came. */
+  async function firstRenewalAfterHandOver(hint: string, waiterTtlMs: number) {
     const admin = redis(REDIS_URL);
-    const name = uniqueName('line-renew');
+    const name = uniqueName(hint);
     const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
     expect(await holder.lock()).toBe(true);
-    const waiter = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 3_000, owner: 'waiter' }); // renewed every 1 s
+    const waiter = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: waiterTtlMs, owner: 'waiter' });
     const waiting = waiter.waitForLock();
     await inLine(admin, name, 1);
     const renewed = next(waiter, 'renewed');
@@ -545,11 +568,23 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
     await waiting;
     const lockedAt = Date.now();
     const { at } = await renewed;
-    // Its start is known to within a round trip (the waiter's last exchange with Redis), so
-    // its first renewal comes a renewal interval on (less the keeper's batching of a quarter).
-    expect(at - lockedAt).toBeGreaterThanOrEqual(500);
-    expect(at - lockedAt).toBeLessThan(5_000);
     expect((await waiter.inspect())?.owner).toBe('waiter');
+    return { admin, name, afterMs: at - lockedAt };
+  }
+
+  test('a lease handed over counts its length from the release that wrote it: within the claim, renewed on schedule', async () => {
+    // No longer than the claim, renewed every 667 ms. Its start is known to within a round trip
+    // (the waiter's last exchange with Redis), so its first renewal comes a renewal interval on
+    // (less the keeper's batching of a quarter), not at once.
+    const { afterMs } = await firstRenewalAfterHandOver('line-renew', 2_000);
+    expect(afterMs).toBeGreaterThanOrEqual(300);
+    expect(afterMs).toBeLessThan(5_000);
+  });
+
+  test('a lease handed over for the claim (2 s) is renewed at once to the waiter\'s ttl', async () => {
+    const { admin, name, afterMs } = await firstRenewalAfterHandOver('line-claim', 30_000);
+    expect(afterMs).toBeLessThan(1_500); // within the claim, not a renewal interval (10 s) on
+    expect(await admin.pttl(leaseKey(name))).toBeGreaterThan(20_000);
   });
 
   test('a lease handed over while the waiter was busy for longer than the lease is not held: the waiter says so and waits on', async () => {
@@ -639,36 +674,36 @@ describe('waiting in line (a release hands the lease to the first waiter)', () =
   });
 
   test('a waiting process stopped (SIGSTOP) past the lease handed to it does not hold it when continued: the lock is the next holder\'s alone', async () => {
-    const admin = redis(REDIS_URL);
-    const name = uniqueName('line-stopped');
-    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
-    expect(await holder.lock()).toBe(true);
-    const child = spawnHolder({ redisUrl: REDIS_URL, name, ttlMs: 1_000, acquire: 'wait', options: { handleSignals: false } }, 'stopped waiter');
-    await inLine(admin, name, 1);
+    const { name, holder, child } = await heldWithWaitingProcess('line-stopped', 1_000);
     child.kill('SIGSTOP'); // its connection stays open: Redis still counts it listening
     await holder.release(); // handed to the stopped waiter
     // The lease handed to it runs out (1 s); another instance waiting takes the lock then.
     const other = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'other' });
     await other.waitForLock({ timeoutMs: 15_000 });
-    const before = child.events.length;
-    child.kill('SIGCONT');
     // Continued, it reads the hand-over message and tries again: it must not hold the lock.
-    const since = () => child.events.slice(before).map((e) => e.event);
-    await pollUntil(() => since().includes('locking'), { what: 'the continued waiter to try again', timeoutMs: 10_000 });
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(since()).not.toContain('locked');
-    expect(since()).not.toContain('holding');
+    await continuedWithoutHolding(child);
     expect(other.state).toBe('locked');
     expect((await other.inspect())?.owner).toBe('other');
   });
 
+  test('a waiting process stopped (SIGSTOP) with a long lease holds the lock up for the claim (2 s), not for its lease (30 s)', async () => {
+    const { admin, name, holder, child } = await heldWithWaitingProcess('line-stopped-long', 30_000);
+    const other = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'other' });
+    const waiting = other.waitForLock({ timeoutMs: 15_000 });
+    await inLine(admin, name, 2);
+    child.kill('SIGSTOP'); // first in line, its connection open: the release hands it the lease
+    const releasedAt = Date.now();
+    await holder.release();
+    await waiting;
+    // The claim ran out, and the other waiter's next try (every retryIntervalMs, 1 s) took it.
+    expect(Date.now() - releasedAt).toBeLessThan(10_000);
+    expect((await other.inspect())?.owner).toBe('other');
+    await continuedWithoutHolding(child);
+    expect(other.state).toBe('locked');
+  });
+
   test('a waiting process killed (SIGKILL) is skipped: the next waiter gets the lock at the release', async () => {
-    const admin = redis(REDIS_URL);
-    const name = uniqueName('line-killed');
-    const holder = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000 });
-    expect(await holder.lock()).toBe(true);
-    const child = spawnHolder({ redisUrl: REDIS_URL, name, ttlMs: 30_000, acquire: 'wait', options: { handleSignals: false } }, 'waiter');
-    await inLine(admin, name, 1);
+    const { admin, name, holder, child } = await heldWithWaitingProcess('line-killed', 30_000);
     const next = singleton(name, persisterOn(redis(REDIS_URL)), { ttlMs: 30_000, owner: 'next' });
     const waiting = next.waitForLock();
     await inLine(admin, name, 2);

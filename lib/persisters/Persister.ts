@@ -66,8 +66,9 @@ export type AcquireResult =
        * The lease was handed to this waiter by a release (a store that keeps waiters in line)
        * and the answer comes from that message, not from this call: the lease may have started
        * before the call was made (the message waited while the process was busy or stopped).
-       * The caller counts its length from `leaseAgeMs` ago; without it, from a renewal
-       * interval ago, renewing it at once.
+       * The caller counts it from `leaseAgeMs` ago (without it, from a renewal interval ago),
+       * as lasting `lease.expiresAt − lease.acquiredAt` (a store may hand it over for less than
+       * the ttl asked for), and renews it at once when that is less than its ttl.
        */
       handedOver?: boolean;
       /**

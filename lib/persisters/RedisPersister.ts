@@ -200,10 +200,10 @@ export class RedisPersister implements Persister {
   private acquireInLine(turn: Turn, request: AcquireRequest, holder: string, what: string): Promise<AcquireResult> {
     const granted = this.turns.take(turn);
     if (granted) return Promise.resolve(granted);
-    this.turns.queued(turn, request.ttlMs, holder, request.owner);
+    const claimMs = this.turns.queued(turn, request.ttlMs, holder, request.owner);
     const { keys } = turn;
     const sentAt = monotonicNow();
-    return this.scripts.run(ACQUIRE_SCRIPT, [keys.lease, keys.record, keys.queue], [request.token, request.ttlMs, holder, 1], what, (reply) => {
+    return this.scripts.run(ACQUIRE_SCRIPT, [keys.lease, keys.record, keys.queue], [request.token, request.ttlMs, holder, 1, claimMs], what, (reply) => {
       this.checkEvictionOnce();
       const result = parseAcquireReply(keys, request, reply, what);
       if (!result.acquired) this.turns.conflicted(turn, sentAt, conflictServerMs(reply), result.holder);

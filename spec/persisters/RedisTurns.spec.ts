@@ -11,7 +11,7 @@ import Redis from 'ioredis';
 import type { AcquireResult, LockInfo } from '../../lib/persisters/Persister';
 import { RedisPersister } from '../../lib/persisters/RedisPersister';
 import type { LockKeys } from '../../lib/persisters/redis/keys';
-import { Turns } from '../../lib/persisters/redis/turns';
+import { HAND_OFF_CLAIM_MS, Turns } from '../../lib/persisters/redis/turns';
 import { fenceAfter, newToken, testOwner, waitUntil } from './conformance';
 
 const runId = randomBytes(4).toString('hex');
@@ -98,7 +98,11 @@ describe('RedisPersister: waiters in line', () => {
     const second = leaseOf(await w2.acquire());
     expect(second.owner).toBe('tester-2');
     expect(fenceAfter(second.fencingToken, first.fencingToken)).toBe(true);
-    expect(second.expiresAt.getTime() - second.acquiredAt.getTime()).toBe(TTL);
+    // Handed over for the claim (2 s), not the whole ttl: the waiter renews it to its ttl at once.
+    expect(second.expiresAt.getTime() - second.acquiredAt.getTime()).toBe(HAND_OFF_CLAIM_MS);
+    const pttl = await admin.pttl(`${keyPrefix}{${name}}`);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(HAND_OFF_CLAIM_MS);
     // Redis agrees: the lease is the waiter's, and the next waiter is still in line.
     expect((await holder.inspect(name))?.owner).toBe('tester-2');
     expect(await admin.zcard(queueOf(name))).toBe(1);

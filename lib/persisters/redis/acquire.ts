@@ -3,8 +3,9 @@
  *
  * KEYS: [1] lease, [2] fence record, [3] waiting queue (only with ARGV[4]).
  * ARGV: [1] token, [2] ttlMs, [3] the holder as the record stores it (`pid\nhostname\nowner`),
- * [4] `1` when the caller waits on its turn channel: a conflict queues it (`token\nttlMs\nholder`,
- * scored by arrival: the fence it would have had), a lease taken takes it out of the queue.
+ * [4] `1` when the caller waits on its turn channel: a conflict queues it (`token\nclaimMs\nholder`,
+ * scored by arrival: the fence it would have had), a lease taken takes it out of the queue;
+ * [5] with [4]: how long a lease handed to it lasts before its first renewal (the claim).
  * Returns:
  * - `{1, fence, acquiredAtMs}`: taken; it expires at acquiredAt + ttlMs;
  * - `{1, fence, acquiredAtMs, expiresAtMs}`: already held with this token (a re-sent
@@ -46,7 +47,7 @@ if not redis.call('SET', KEYS[1], (watched or ahead) and token .. '${WAITER_MARK
     if held and string.byte(held, -1) ~= 42 then redis.call('APPEND', KEYS[1], '${WAITER_MARK}') end
     if queued then
       -- a waiter listening on its turn channel: queue it (by arrival; a place kept is not moved)
-      redis.call('ZADD', KEYS[3], 'NX', fenceText, token .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+      redis.call('ZADD', KEYS[3], 'NX', fenceText, token .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[3])
       redis.call('PEXPIRE', KEYS[3], ${DAY})
     end
     local rec, pttl = old, redis.call('PTTL', KEYS[1])
@@ -69,7 +70,7 @@ if old and string.byte(old, 1) == 104 then -- 'h': the previous lease was never 
   local pttl = redis.call('PTTL', KEYS[2]) -- the record expires a day after the lease it describes did
   expired = pttl > 0 and nowMs + pttl - ${DAY} or nowMs
 end
-if queued then redis.call('ZREM', KEYS[3], token .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3]) end
+if queued then redis.call('ZREM', KEYS[3], token .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[3]) end
 redis.call('SET', KEYS[2], (watched and 'hw\\n' or 'h-\\n') .. fenceText .. '\\n' .. clock[1] .. string.sub(micros, 1, 3) .. '\\n' .. ARGV[3], 'PX', ttl + ${DAY})
 if expired then return { 1, fence, nowMs, old, expired } end
 return { 1, fence, nowMs }

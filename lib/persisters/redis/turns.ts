@@ -27,11 +27,20 @@ interface Anchor {
   readonly serverMs: number;
 }
 
+/**
+ * How long a lease handed to a waiter lasts until the waiter renews it (its full ttl when that
+ * is shorter), ms. A waiter that cannot take it up — its process stopped (`SIGSTOP`, a paused
+ * VM) or its event loop stuck, though its connection is open — holds the lock up for this long,
+ * not for a whole lease; a waiter that does, renews it at once. Long enough for a message, a
+ * round trip and a garbage-collection pause.
+ */
+export const HAND_OFF_CLAIM_MS = 2_000;
+
 /** One waiter in line, from its `watch` until that ends. */
 export interface Turn {
   readonly keys: LockKeys;
   readonly token: string;
-  /** The queue entry its queued acquires wrote (`token\nttlMs\nholder`): what leaving takes out. */
+  /** The queue entry its queued acquires wrote (`token\nclaimMs\nholder`): what leaving takes out. */
   entry: string | undefined;
   /** Who it acquires as (from its last queued acquire): the holder of a lease handed to it. */
   owner: OwnerInfo | undefined;
@@ -67,10 +76,15 @@ export class Turns {
     if (this.byToken.get(turn.token) === turn) this.byToken.delete(turn.token);
   }
 
-  /** Records a queued acquire of `turn` (ttl and holder as the script got them). */
-  queued(turn: Turn, ttlMs: number, holder: string, owner: OwnerInfo): void {
-    turn.entry = `${turn.token}\n${ttlMs}\n${holder}`;
+  /**
+   * Records a queued acquire of `turn` (holder as the script got it); returns the claim its
+   * queue entry carries: how long a lease handed to it lasts before its first renewal.
+   */
+  queued(turn: Turn, ttlMs: number, holder: string, owner: OwnerInfo): number {
+    const claimMs = Math.min(ttlMs, HAND_OFF_CLAIM_MS);
+    turn.entry = `${turn.token}\n${claimMs}\n${holder}`;
     turn.owner = owner;
+    return claimMs;
   }
 
   /**
