@@ -42,6 +42,11 @@ export class Deadlines {
     return this.list.size;
   }
 
+  /** Whether its timer is set, and whether that timer would keep the process alive (never). @internal */
+  get timerState(): { armed: boolean; keepsProcessAlive: boolean } {
+    return { armed: this.timer !== undefined, keepsProcessAlive: this.timer?.hasRef() ?? false };
+  }
+
   private arm(at: number): void {
     this.timer = setTimeout(() => this.fire(), Math.max(0, at - monotonicNow()));
     this.timer.unref();
