@@ -2,7 +2,7 @@ import { toPersisterError, type LostReason } from './errors';
 import type { LockInfo, Persister, RenewRequest, RenewResult } from './persisters/Persister';
 import { LinkedList, type ListNode } from './LinkedList';
 import { isolated, rethrowLater } from './safeEmit';
-import { backoffMs, monotonicNow, safetyMarginMs } from './time';
+import { backoffMs, leaseDeadline, monotonicNow, safetyMarginMs } from './time';
 
 /** What a `Singleton` hands the keeper for one held lease, and how the keeper reports back. */
 export interface KeptLease {
@@ -126,12 +126,11 @@ export class LeaseKeeper {
 
   private schedule(entry: Entry, sentAt: number, roundTripMs: number, expiresAt?: Date): void {
     const { ttlMs, renewIntervalMs } = entry.lease;
-    const margin = safetyMarginMs(ttlMs, roundTripMs);
-    entry.deadline = sentAt + ttlMs - margin;
+    entry.deadline = leaseDeadline(sentAt, ttlMs, roundTripMs);
     if (expiresAt && this.persister.capabilities?.serverClock === false) {
       // The store's expiry is on our own clock: it may come sooner than ttl (a seed-style store's
       // staleness), and the holder must be told before it.
-      entry.deadline = Math.min(entry.deadline, monotonicNow() + (expiresAt.getTime() - Date.now()) - margin);
+      entry.deadline = Math.min(entry.deadline, monotonicNow() + (expiresAt.getTime() - Date.now()) - safetyMarginMs(ttlMs, roundTripMs));
     }
     entry.nextDue = Math.min(sentAt + renewIntervalMs, entry.deadline);
   }

@@ -14,7 +14,7 @@ import type { LockInfo, OwnerInfo, Persister, WatchEnd } from './persisters/Pers
 import { type HookEntry, processHooks } from './processHooks';
 import { safeEmit } from './safeEmit';
 import { canTransition, type State } from './states';
-import { backoffMs, monotonicNow, newToken, safetyMarginMs, withJitter } from './time';
+import { backoffMs, leaseDeadline, monotonicNow, newToken, sentAtForDeadline, withJitter } from './time';
 import { checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
 
@@ -623,7 +623,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         const now = monotonicNow();
         const startedAt = result.leaseAgeMs !== undefined ? now - result.leaseAgeMs : sentAt - this.options.renewIntervalMs;
         const lastsMs = Math.min(ttlMs, info.expiresAt.getTime() - info.acquiredAt.getTime());
-        const deadline = startedAt + lastsMs - safetyMarginMs(lastsMs, roundTripMs);
+        const deadline = leaseDeadline(startedAt, lastsMs, roundTripMs);
         if (!(deadline > now)) {
           // Handed over while this process was stopped or busy for longer than the lease lasts:
           // it has run out (someone else may hold the lock by now). Not held; owner-checked, so
@@ -632,9 +632,9 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           this.setState('idle', { message: `a lease of "${this.name}" handed over ${Math.round(now - startedAt)} ms ago, while this process was stopped or busy, had run out; waiting on` }, { level: 'warn' });
           return null;
         }
-        // Kept from the moment that gives the keeper this deadline; a lease shorter than ttl
-        // (or of unknown start) then falls due for renewal at once.
-        keptFrom = deadline - ttlMs + safetyMarginMs(ttlMs, roundTripMs);
+        // The keeper counts every lease as lasting ttl: kept from the moment that gives it this
+        // deadline. A lease shorter than ttl (or of unknown start) then falls due for renewal at once.
+        keptFrom = sentAtForDeadline(deadline, ttlMs, roundTripMs);
       }
       const fencingToken = this.fences ? info.fencingToken : undefined;
       const held = new LeaseControl(

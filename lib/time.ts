@@ -46,3 +46,13 @@ export function withJitter(base: number, spread = 0.1): number {
 export function safetyMarginMs(ttlMs: number, lastRoundTripMs: number): number {
   return Math.min(Math.ceil(ttlMs * 0.02) + 10 + Math.ceil(lastRoundTripMs), Math.floor(ttlMs / 3));
 }
+
+/** The monotonic time by which a holder must consider a lease of `ttlMs`, sent at `sentAt`, gone. */
+export function leaseDeadline(sentAt: number, ttlMs: number, roundTripMs: number): number {
+  return sentAt + ttlMs - safetyMarginMs(ttlMs, roundTripMs);
+}
+
+/** The inverse of {@link leaseDeadline}: the send time that gives a lease of `ttlMs` the deadline `deadline`. */
+export function sentAtForDeadline(deadline: number, ttlMs: number, roundTripMs: number): number {
+  return deadline - ttlMs + safetyMarginMs(ttlMs, roundTripMs);
+}

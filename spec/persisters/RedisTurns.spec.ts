@@ -55,6 +55,8 @@ async function waiterInLine(name: string, n: number, p = persister()) {
     token,
     stop,
     wakes: () => wakes,
+    /** Resolves once a release told it (woke it), failing after 5 s naming `what`. */
+    told: (what = 'the waiter told') => waitUntil(() => wakes > 0, 5_000, what),
     acquire: () => p.acquire({ name, token, ttlMs: TTL, owner: testOwner(n) }),
     release: () => p.release({ name, token }),
   };
@@ -65,7 +67,7 @@ async function heldLock(name: string) {
   const holder = persister();
   const holderToken = newToken();
   leaseOf(await holder.acquire({ name, token: holderToken, ttlMs: TTL, owner: testOwner(1) }));
-  return { holder, holderToken };
+  return { holder, release: () => holder.release({ name, token: holderToken }) };
 }
 
 function leaseOf(result: AcquireResult): LockInfo {
@@ -94,7 +96,7 @@ describe('RedisPersister: waiters in line', () => {
     expect(await admin.zcard(queueOf(name))).toBe(2);
 
     expect(await holder.release({ name, token: holderToken })).toBe(true);
-    await waitUntil(() => w2.wakes() > 0, 5_000, 'the first waiter told');
+    await w2.told('the first waiter told');
     const second = leaseOf(await w2.acquire());
     expect(second.owner).toBe('tester-2');
     expect(fenceAfter(second.fencingToken, first.fencingToken)).toBe(true);
@@ -109,7 +111,7 @@ describe('RedisPersister: waiters in line', () => {
     expect(w3.wakes()).toBe(0); // no herd: the others were not woken
 
     expect(await w2.release()).toBe(true);
-    await waitUntil(() => w3.wakes() > 0, 5_000, 'the second waiter told');
+    await w3.told('the second waiter told');
     const third = leaseOf(await w3.acquire());
     expect(third.owner).toBe('tester-3');
     expect(fenceAfter(third.fencingToken, second.fencingToken)).toBe(true);
@@ -124,11 +126,11 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a waiter takes the lease handed to it without asking Redis', async () => {
     const name = uniqueName('local');
-    const { holder, holderToken } = await heldLock(name);
+    const { holder, release } = await heldLock(name);
     const c = client();
     const w = await waiterInLine(name, 2, persister(c));
-    await holder.release({ name, token: holderToken });
-    await waitUntil(() => w.wakes() > 0, 5_000, 'the waiter told');
+    await release();
+    await w.told('the waiter told');
     // Its client cannot reach Redis now; the acquire answers anyway, from the hand-off.
     c.disconnect();
     const lease = leaseOf(await w.acquire());
@@ -139,14 +141,14 @@ describe('RedisPersister: waiters in line', () => {
 
   it('skips a waiter whose connection is gone (a crashed process) and hands the lease to the next', async () => {
     const name = uniqueName('gone');
-    const { holder, holderToken } = await heldLock(name);
+    const { release } = await heldLock(name);
     const gone = await waiterInLine(name, 2);
     const next = await waiterInLine(name, 3);
     await gone.persister.close(); // its subscriber connection closes; it never left the line
     expect(await admin.zcard(queueOf(name))).toBe(2);
 
-    await holder.release({ name, token: holderToken });
-    await waitUntil(() => next.wakes() > 0, 5_000, 'the living waiter told');
+    await release();
+    await next.told('the living waiter told');
     expect(leaseOf(await next.acquire()).owner).toBe('tester-3');
     expect(await admin.zcard(queueOf(name))).toBe(0);
     await next.stop({ keep: true });
@@ -155,13 +157,13 @@ describe('RedisPersister: waiters in line', () => {
 
   it('frees the lock when every waiter in line is gone, and publishes the release', async () => {
     const name = uniqueName('allgone');
-    const { holder, holderToken } = await heldLock(name);
+    const { holder, release } = await heldLock(name);
     const gone = await waiterInLine(name, 2);
     await gone.persister.close();
     let released = 0;
     const watcher = persister();
     const unwatch = await watcher.watch(name, () => (released += 1));
-    await holder.release({ name, token: holderToken });
+    await release();
     expect(await holder.inspect(name)).toBeNull();
     await waitUntil(() => released > 0, 5_000, 'the release published');
     await unwatch();
@@ -169,23 +171,23 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a waiter leaving the line is never handed the lease', async () => {
     const name = uniqueName('leave');
-    const { holder, holderToken } = await heldLock(name);
+    const { holder, release } = await heldLock(name);
     const w = await waiterInLine(name, 2);
     await w.stop();
     expect(await admin.zcard(queueOf(name))).toBe(0);
-    await holder.release({ name, token: holderToken });
+    await release();
     expect(await holder.inspect(name)).toBeNull();
   });
 
   it('a waiter leaving after it was handed the lease gives it to the next waiter', async () => {
     const name = uniqueName('handon');
-    const { holder, holderToken } = await heldLock(name);
+    const { release } = await heldLock(name);
     const w2 = await waiterInLine(name, 2);
     const w3 = await waiterInLine(name, 3);
-    await holder.release({ name, token: holderToken });
-    await waitUntil(() => w2.wakes() > 0, 5_000, 'the first waiter told');
+    await release();
+    await w2.told('the first waiter told');
     await w2.stop(); // not kept: it gave up waiting
-    await waitUntil(() => w3.wakes() > 0, 5_000, 'the next waiter told');
+    await w3.told('the next waiter told');
     expect(leaseOf(await w3.acquire()).owner).toBe('tester-3');
     await w3.stop({ keep: true });
     await w3.release();
@@ -193,10 +195,10 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a lease taken and kept stays when the waiter stops watching', async () => {
     const name = uniqueName('keep');
-    const { holder, holderToken } = await heldLock(name);
+    const { holder, release } = await heldLock(name);
     const w = await waiterInLine(name, 2);
-    await holder.release({ name, token: holderToken });
-    await waitUntil(() => w.wakes() > 0, 5_000, 'the waiter told');
+    await release();
+    await w.told('the waiter told');
     leaseOf(await w.acquire());
     await w.stop({ keep: true });
     expect((await holder.inspect(name))?.owner).toBe('tester-2');
@@ -208,7 +210,7 @@ describe('RedisPersister: waiters in line', () => {
 
   it('a queued waiter that finds the lock free takes it and leaves the line', async () => {
     const name = uniqueName('free');
-    const { holder, holderToken } = await heldLock(name);
+    const { release } = await heldLock(name);
     const w = await waiterInLine(name, 2);
     await admin.del(`${keyPrefix}{${name}}`); // the lease ran out (or was deleted by hand): no release, no hand-off
     leaseOf(await w.acquire());
@@ -221,12 +223,12 @@ describe('RedisPersister: waiters in line', () => {
 describe('RedisPersister: how old a lease handed over may be', () => {
   it('answers with leaseAgeMs: at least the time since the release, at most that plus the last exchange with Redis', async () => {
     const name = uniqueName('age');
-    const { holder, holderToken } = await heldLock(name);
+    const { release } = await heldLock(name);
     const w = await waiterInLine(name, 2);
     const queuedAt = performance.now(); // the waiter's conflict answered just before
-    expect(await holder.release({ name, token: holderToken })).toBe(true);
+    expect(await release()).toBe(true);
     const releasedAt = performance.now(); // the release ran before its answer came
-    await waitUntil(() => w.wakes() > 0, 5_000, 'the waiter told');
+    await w.told('the waiter told');
     await new Promise((resolve) => setTimeout(resolve, 300)); // as if the process were busy
     const result = await w.acquire();
     const takenAt = performance.now();
