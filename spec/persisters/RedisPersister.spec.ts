@@ -290,7 +290,9 @@ describe('RedisPersister on an unreachable Redis', () => {
     const blackHole = createServer((socket) => sockets.push(socket));
     await new Promise<void>((resolve) => blackHole.listen(0, '127.0.0.1', resolve));
     const { port } = blackHole.address() as AddressInfo;
-    const client = connect(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: null });
+    // A black hole never closes its end: ioredis would wait disconnectTimeout (2 s) before
+    // destroying each socket, keeping the worker up after the run.
+    const client = connect(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: null, disconnectTimeout: 50 });
     const persister = new RedisPersister(client, { operationTimeoutMs: 200 });
     try {
       const started = Date.now();
@@ -303,7 +305,7 @@ describe('RedisPersister on an unreachable Redis', () => {
       expect(renewal).toBeInstanceOf(PersisterError);
       expect((renewal as Error).message).toMatch(/^Renewing .*timed out after 200 ms/);
       expect(Date.now() - started).toBeLessThan(2_000);
-      const owned = connect(`redis://127.0.0.1:${port}`);
+      const owned = connect(`redis://127.0.0.1:${port}`, { disconnectTimeout: 50 });
       const closing = Date.now();
       await new RedisPersister(owned, { ownsClient: true }).close();
       expect(Date.now() - closing).toBeLessThan(500);
