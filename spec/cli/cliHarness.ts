@@ -203,14 +203,14 @@ export interface CliStore {
   cleanup(): void;
 }
 
+/** A file store in a directory of its own (removed by its `cleanup`). */
+export function fileStore(): CliStore {
+  const dir = mkdtempSync(join(tmpdir(), 'singleton-run-spec-'));
+  return { url: pathToFileURL(join(dir, 'locks')).href, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 /** The stores the CLI tests run against, for `describe.each`: a file store in its own directory, and the global setup's Redis. */
 export const CLI_STORES: Array<[string, () => CliStore]> = [
-  [
-    'file',
-    () => {
-      const dir = mkdtempSync(join(tmpdir(), 'singleton-run-spec-'));
-      return { url: pathToFileURL(join(dir, 'locks')).href, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-    },
-  ],
+  ['file', fileStore],
   ['redis', () => ({ url: process.env.REDIS_URL as string, cleanup: () => undefined })],
 ];

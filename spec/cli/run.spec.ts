@@ -3,59 +3,15 @@
  * store and a real Redis (the global setup's). Each test uses its own lock
  * name and, for the file store, its own directory.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { persisterFromUrl } from '../../lib/persisters/fromUrl';
-import type { Persister } from '../../lib/persisters/Persister';
-import {
-  CHILD,
-  CLI_STORES,
-  type CliStore,
-  childEvents,
-  isGone,
-  killAllCli,
-  killTree,
-  lines,
-  runCli,
-  startCli,
-  TREE,
-  treePids,
-  until,
-  waitForChildEvent,
-} from './cliHarness';
-
-let seq = 0;
+import { CHILD, CLI_STORES, childEvents, isGone, lines, runCli, startCli, TREE, treePids, until, waitForChildEvent } from './cliHarness';
+import { cliStoreSpace, cliTestSpace } from './cliSuite';
 
 describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) => {
-  let store: CliStore;
-  let persister: Persister;
-  let work: string;
-  let name: string;
-  const pidsToKill: number[] = [];
-
-  beforeEach(async () => {
-    store = makeStore();
-    persister = await persisterFromUrl(store.url);
-    work = mkdtempSync(join(tmpdir(), 'singleton-run-work-'));
-    name = `cli-${kind}-${process.pid}-${Date.now().toString(36)}-${(seq += 1)}`;
-  });
-
-  afterEach(async () => {
-    await killAllCli();
-    for (const pid of pidsToKill.splice(0)) killTree(pid);
-    await persister.close?.();
-    rmSync(work, { recursive: true, force: true });
-    store.cleanup();
-  });
-
-  const run = (extra: string[], command: string[], env?: Record<string, string>) =>
-    runCli(['--name', name, '--store', store.url, ...extra, '--', ...command], env);
-  const start = (extra: string[], command: string[], env?: Record<string, string>) =>
-    startCli(['--name', name, '--store', store.url, ...extra, '--', ...command], env);
-  const log = (label: string) => join(work, `${label}.log`);
-  const holder = () => persister.inspect(name);
+  const space = cliStoreSpace(`cli-${kind}`, makeStore);
+  const { run, start, log, holder, pidsToKill } = space;
 
   it('passes the exit code through (0 and 3), with the lock free afterwards and no output of its own', async () => {
     const ok = await run([], [process.execPath, CHILD, log('a')]);
@@ -76,7 +32,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     pidsToKill.push(started.pid);
     const lease = await holder();
     expect(lease).not.toBeNull();
-    expect(started.env).toEqual({ SINGLETON_NAME: name, SINGLETON_FENCING_TOKEN: String(lease?.fencingToken) });
+    expect(started.env).toEqual({ SINGLETON_NAME: space.name, SINGLETON_FENCING_TOKEN: String(lease?.fencingToken) });
     expect(lease).toMatchObject({ pid: cli.pid, hostname: hostname(), owner: `${hostname()}:${cli.pid}` });
     cli.kill('SIGTERM');
     expect((await cli.wait()).code).toBe(143);
@@ -171,7 +127,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
   });
 
   it('forwards SIGTERM to the command group: child and grandchild gone, exit 143, lock free (status says so)', async () => {
-    const pidFile = join(work, 'tree.pids');
+    const pidFile = join(space.dir, 'tree.pids');
     const cli = start([], ['sh', TREE, pidFile]);
     const { child, grandchild } = await treePids(pidFile);
     pidsToKill.push(child, grandchild);
@@ -183,8 +139,8 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     expect(result.code).toBe(143);
     await until(() => isGone(child) && isGone(grandchild), 'child and grandchild gone', { timeoutMs: 5_000 });
     expect(await holder()).toBeNull();
-    const status = await runCli(['status', '--name', name, '--store', store.url]);
-    expect(status).toMatchObject({ code: 0, stdout: `"${name}" is free\n` });
+    const status = await runCli(['status', '--name', space.name, '--store', space.store.url]);
+    expect(status).toMatchObject({ code: 0, stdout: `"${space.name}" is free\n` });
   });
 
   it('forwards SIGINT and SIGHUP; the command decides the exit code', async () => {
@@ -202,7 +158,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
   });
 
   it('lock lost while running (process stalled, lease taken over): SIGTERM to the group, child and grandchild gone, exit 70', async () => {
-    const pidFile = join(work, 'tree.pids');
+    const pidFile = join(space.dir, 'tree.pids');
     const cli = start(['--ttl', '500'], ['sh', TREE, pidFile]);
     const { child, grandchild } = await treePids(pidFile);
     pidsToKill.push(child, grandchild);
@@ -212,7 +168,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     const thief = { owner: 'thief', hostname: 'test', pid: process.pid };
     let taken = false;
     await until(async () => {
-      taken = (await persister.acquire({ name, token: 'feedfacefeedfacefeedfacefeedface', ttlMs: 10_000, owner: thief })).acquired;
+      taken = (await space.persister.acquire({ name: space.name, token: 'feedfacefeedfacefeedfacefeedface', ttlMs: 10_000, owner: thief })).acquired;
       return taken;
     }, 'lease expired and taken over');
     cli.kill('SIGCONT');
@@ -224,7 +180,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     expect(isGone(child) && isGone(grandchild)).toBe(true);
     // The thief's lease was never touched by the loser.
     expect(await holder()).toMatchObject({ owner: 'thief' });
-    await persister.release({ name, token: 'feedfacefeedfacefeedfacefeedface' });
+    await space.persister.release({ name: space.name, token: 'feedfacefeedfacefeedfacefeedface' });
   });
 
   it('lock lost and the command ignores SIGTERM: SIGKILL after --kill-after, exit 70', async () => {
@@ -234,7 +190,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     cli.kill('SIGSTOP');
     const token = 'beefbeefbeefbeefbeefbeefbeefbeef';
     await until(
-      async () => (await persister.acquire({ name, token, ttlMs: 10_000, owner: { owner: 'thief', hostname: 'test', pid: process.pid } })).acquired,
+      async () => (await space.persister.acquire({ name: space.name, token, ttlMs: 10_000, owner: { owner: 'thief', hostname: 'test', pid: process.pid } })).acquired,
       'lease taken over',
     );
     cli.kill('SIGCONT');
@@ -245,24 +201,24 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     expect(result.at - ignored.t).toBeGreaterThanOrEqual(500);
     expect(isGone(started.pid)).toBe(true);
     expect(childEvents(log('stubborn')).some((e) => e.event === 'end')).toBe(false);
-    await persister.release({ name, token });
+    await space.persister.release({ name: space.name, token });
   });
 
   it('status: text and JSON, held and free', async () => {
-    const free = await runCli(['status', '--name', name, '--store', store.url, '--json']);
+    const free = await runCli(['status', '--name', space.name, '--store', space.store.url, '--json']);
     expect(free.code).toBe(0);
-    expect(JSON.parse(free.stdout)).toEqual({ name, held: false });
+    expect(JSON.parse(free.stdout)).toEqual({ name: space.name, held: false });
     expect(lines(free.stdout)).toHaveLength(1);
 
     const cli = start([], [process.execPath, CHILD, log('a'), '--sleep', '60000']);
     pidsToKill.push((await waitForChildEvent(log('a'), 'start')).pid);
     const lease = await holder();
 
-    const json = await runCli(['status', '--name', name, '--store', store.url, '--json']);
+    const json = await runCli(['status', '--name', space.name, '--store', space.store.url, '--json']);
     expect(json.code).toBe(0);
     const parsed = JSON.parse(json.stdout);
     expect(parsed).toEqual({
-      name,
+      name: space.name,
       held: true,
       owner: `${hostname()}:${cli.pid}`,
       hostname: hostname(),
@@ -272,9 +228,9 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
       expiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
     });
 
-    const text = await runCli(['status', '--name', name, '--store', store.url]);
+    const text = await runCli(['status', '--name', space.name, '--store', space.store.url]);
     expect(text.code).toBe(0);
-    expect(text.stdout).toContain(`"${name}" is held by ${hostname()}:${cli.pid}`);
+    expect(text.stdout).toContain(`"${space.name}" is held by ${hostname()}:${cli.pid}`);
     expect(text.stdout).toMatch(new RegExp(`host: +${hostname()}`));
     expect(text.stdout).toMatch(new RegExp(`pid: +${cli.pid}\\n`));
     expect(text.stdout).toMatch(new RegExp(`fencing token: +${String(lease?.fencingToken)}\\n`));
@@ -287,7 +243,7 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
   });
 
   it('reads the store from $SINGLETON_STORE when --store is absent', async () => {
-    const cli = startCli(['--name', name, '--', process.execPath, CHILD, log('a'), '--sleep', '60000'], { SINGLETON_STORE: store.url });
+    const cli = startCli(['--name', space.name, '--', process.execPath, CHILD, log('a'), '--sleep', '60000'], { SINGLETON_STORE: space.store.url });
     pidsToKill.push((await waitForChildEvent(log('a'), 'start')).pid);
     expect(await holder()).toMatchObject({ pid: cli.pid });
     cli.kill('SIGTERM');
@@ -296,9 +252,8 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
 });
 
 describe('singleton-run, Redis specifics', () => {
+  const space = cliTestSpace('cli-del');
   let redis: Redis;
-  let work: string;
-  const pidsToKill: number[] = [];
 
   beforeAll(() => {
     redis = new Redis(process.env.REDIS_URL as string);
@@ -306,21 +261,13 @@ describe('singleton-run, Redis specifics', () => {
   afterAll(async () => {
     await redis.quit();
   });
-  beforeEach(() => {
-    work = mkdtempSync(join(tmpdir(), 'singleton-run-work-'));
-  });
-  afterEach(async () => {
-    await killAllCli();
-    for (const pid of pidsToKill.splice(0)) killTree(pid);
-    rmSync(work, { recursive: true, force: true });
-  });
 
   it('lease deleted from Redis (DEL singleton:{name}) while running: child and grandchild stopped, exit 70', async () => {
-    const name = `cli-del-${process.pid}-${Date.now().toString(36)}`;
-    const pidFile = join(work, 'tree.pids');
+    const { name } = space;
+    const pidFile = join(space.dir, 'tree.pids');
     const cli = startCli(['--name', name, '--store', process.env.REDIS_URL as string, '--ttl', '600', '--', 'sh', TREE, pidFile]);
     const { child, grandchild } = await treePids(pidFile);
-    pidsToKill.push(child, grandchild);
+    space.pidsToKill.push(child, grandchild);
     expect(await redis.exists(`singleton:{${name}}`)).toBe(1);
     await redis.del(`singleton:{${name}}`);
     const result = await cli.wait();

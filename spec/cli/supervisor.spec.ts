@@ -4,63 +4,22 @@
  * second singleton-run can never start the command while the first one's runs.
  * Real CLI processes, the file store and a real Redis.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { persisterFromUrl } from '../../lib/persisters/fromUrl';
-import type { Persister } from '../../lib/persisters/Persister';
 import { descendants } from '../../lib/cli/processTree';
-import {
-  CHILD,
-  CLI_STORES,
-  type CliStore,
-  childEvents,
-  isGone,
-  killAllCli,
-  killTree,
-  lines,
-  ROOT,
-  startCli,
-  TREE,
-  treePids,
-  until,
-  waitForChildEvent,
-} from './cliHarness';
+import { CHILD, CLI_STORES, childEvents, isGone, lines, ROOT, startCli, TREE, treePids, until, waitForChildEvent } from './cliHarness';
+import { cliStoreSpace, cliTestSpace } from './cliSuite';
 
 /** The built CLI, as the installed package's bin points at it. */
 const BUILT_MAIN = join(ROOT, 'dist', 'cjs', 'cli', 'main.js');
 
-let seq = 0;
-
 describe.each(CLI_STORES)('singleton-run killed with SIGKILL (%s store)', (kind, makeStore) => {
-  let store: CliStore;
-  let persister: Persister;
-  let work: string;
-  let name: string;
-  const pidsToKill: number[] = [];
-
-  beforeEach(async () => {
-    store = makeStore();
-    persister = await persisterFromUrl(store.url);
-    work = mkdtempSync(join(tmpdir(), 'singleton-sup-work-'));
-    name = `sup-${kind}-${process.pid}-${Date.now().toString(36)}-${(seq += 1)}`;
-  });
-
-  afterEach(async () => {
-    await killAllCli();
-    for (const pid of pidsToKill.splice(0)) killTree(pid);
-    await persister.close?.();
-    rmSync(work, { recursive: true, force: true });
-    store.cleanup();
-  });
-
-  const start = (extra: string[], command: string[], env?: Record<string, string>) =>
-    startCli(['--name', name, '--store', store.url, ...extra, '--', ...command], env);
-  const log = (label: string) => join(work, `${label}.log`);
+  const space = cliStoreSpace(`sup-${kind}`, makeStore);
+  const { start, log, pidsToKill } = space;
 
   it('the command and its background job are gone within a second', async () => {
-    const pidFile = join(work, 'tree.pids');
+    const pidFile = join(space.dir, 'tree.pids');
     const cli = start([], ['sh', TREE, pidFile]);
     const { child, grandchild } = await treePids(pidFile);
     pidsToKill.push(child, grandchild);
@@ -97,26 +56,12 @@ describe.each(CLI_STORES)('singleton-run killed with SIGKILL (%s store)', (kind,
 });
 
 describe('singleton-run killed with SIGKILL: commands that resist, a killed supervisor, the built CLI', () => {
-  let dir: string;
-  let name: string;
-  const pidsToKill: number[] = [];
-
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'singleton-sup-spec-'));
-    name = `sup-${process.pid}-${Date.now().toString(36)}-${(seq += 1)}`;
-  });
-
-  afterEach(async () => {
-    await killAllCli();
-    for (const pid of pidsToKill.splice(0)) killTree(pid);
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  const storeUrl = () => pathToFileURL(join(dir, 'locks')).href;
-  const log = (label: string) => join(dir, `${label}.log`);
+  const space = cliTestSpace('sup');
+  const { log, pidsToKill } = space;
+  const storeUrl = () => pathToFileURL(join(space.dir, 'locks')).href;
 
   it('a command that ignores SIGTERM gets SIGKILL: gone within a second', async () => {
-    const cli = startCli(['--name', name, '--store', storeUrl(), '--', process.execPath, CHILD, log('stubborn'), '--sleep', '60000', '--ignore', 'SIGTERM']);
+    const cli = startCli(['--name', space.name, '--store', storeUrl(), '--', process.execPath, CHILD, log('stubborn'), '--sleep', '60000', '--ignore', 'SIGTERM']);
     const started = await waitForChildEvent(log('stubborn'), 'start');
     pidsToKill.push(started.pid);
 
@@ -132,7 +77,7 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
   });
 
   it('--kill-after shorter than half a second shortens the grace too: --kill-after 0 kills at once', async () => {
-    const cli = startCli(['--name', name, '--store', storeUrl(), '--kill-after', '0', '--', process.execPath, CHILD, log('stubborn'), '--sleep', '60000', '--ignore', 'SIGTERM']);
+    const cli = startCli(['--name', space.name, '--store', storeUrl(), '--kill-after', '0', '--', process.execPath, CHILD, log('stubborn'), '--sleep', '60000', '--ignore', 'SIGTERM']);
     const started = await waitForChildEvent(log('stubborn'), 'start');
     pidsToKill.push(started.pid);
 
@@ -146,7 +91,7 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
 
   it('singleton-run killed while nobody reads its stderr any more: the supervisor still ends the command', async () => {
     // The command ignores SIGTERM: the supervisor must live on to send SIGKILL.
-    const cli = startCli(['--name', name, '--store', storeUrl(), '--', process.execPath, CHILD, log('a'), '--sleep', '60000', '--ignore', 'SIGTERM']);
+    const cli = startCli(['--name', space.name, '--store', storeUrl(), '--', process.execPath, CHILD, log('a'), '--sleep', '60000', '--ignore', 'SIGTERM']);
     const started = await waitForChildEvent(log('a'), 'start');
     pidsToKill.push(started.pid);
     // The supervisor's one line about it then meets EPIPE.
@@ -156,8 +101,8 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
   });
 
   it('the supervisor itself killed: singleton-run kills the command, says so in one line and exits 70', async () => {
-    const pidFile = join(dir, 'tree.pids');
-    const cli = startCli(['--name', name, '--store', storeUrl(), '--', 'sh', TREE, pidFile]);
+    const pidFile = join(space.dir, 'tree.pids');
+    const cli = startCli(['--name', space.name, '--store', storeUrl(), '--', 'sh', TREE, pidFile]);
     const { child, grandchild } = await treePids(pidFile);
     pidsToKill.push(child, grandchild);
     const supervisor = descendants(cli.pid).find((pid) => readCmdline(pid).includes('supervisor'));
@@ -174,10 +119,10 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
     if (!existsSync(join(ROOT, 'dist', 'cjs', 'cli', 'supervisor.js'))) {
       throw new Error('dist/ has no supervisor.js: run `npm run build` first (npm test does)');
     }
-    const bin = join(dir, 'singleton-run');
+    const bin = join(space.dir, 'singleton-run');
     symlinkSync(BUILT_MAIN, bin);
-    const pidFile = join(dir, 'tree.pids');
-    const cli = startCli(['--name', name, '--store', storeUrl(), '--', 'sh', TREE, pidFile], {}, [bin]);
+    const pidFile = join(space.dir, 'tree.pids');
+    const cli = startCli(['--name', space.name, '--store', storeUrl(), '--', 'sh', TREE, pidFile], {}, [bin]);
     const { child, grandchild } = await treePids(pidFile);
     pidsToKill.push(child, grandchild);
 
@@ -187,7 +132,7 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
     expect(goneAt - killedAt).toBeLessThan(3_000);
 
     // And the ordinary path: the exit code passed through.
-    const ok = await startCli(['--name', name, '--store', storeUrl(), '--', 'sh', '-c', 'exit 7'], {}, [bin]).wait();
+    const ok = await startCli(['--name', space.name, '--store', storeUrl(), '--', 'sh', '-c', 'exit 7'], {}, [bin]).wait();
     expect(ok).toMatchObject({ code: 7, stderr: '' });
   });
 });

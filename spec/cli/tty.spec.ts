@@ -5,13 +5,9 @@
  * dies with singleton-run. A real pseudo-terminal from util-linux `script`.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { persisterFromUrl } from '../../lib/persisters/fromUrl';
-import type { Persister } from '../../lib/persisters/Persister';
-import { CHILD, childEvents, FROM_SOURCE, isGone, killTree, ROOT, TREE, treePids, until, waitForChildEvent } from './cliHarness';
+import { CHILD, childEvents, FROM_SOURCE, fileStore, isGone, ROOT, TREE, treePids, until, waitForChildEvent } from './cliHarness';
+import { cliStoreSpace } from './cliSuite';
 
 const TTY_FIXTURE = join(ROOT, 'spec', 'fixtures', 'cli', 'tty.sh');
 
@@ -70,34 +66,19 @@ class TerminalRun {
 }
 
 describeWithTty('singleton-run started from a terminal', () => {
-  let dir: string;
-  let url: string;
-  let persister: Persister;
-  let name: string;
-  let seq = 0;
   const runs: TerminalRun[] = [];
-  const pidsToKill: number[] = [];
-
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'singleton-tty-spec-'));
-    url = pathToFileURL(join(dir, 'locks')).href;
-    persister = await persisterFromUrl(url);
-    name = `tty-${process.pid}-${Date.now().toString(36)}-${(seq += 1)}`;
-  });
-
-  afterEach(async () => {
+  // Declared before the space's clean-up, so it runs first (jest runs afterEach hooks in order).
+  afterEach(() => {
     for (const run of runs.splice(0)) run.kill();
-    for (const pid of pidsToKill.splice(0)) killTree(pid);
-    await persister.close?.();
-    rmSync(dir, { recursive: true, force: true });
   });
+  const space = cliStoreSpace('tty', fileStore);
+  const { log, pidsToKill } = space;
 
   const start = (extra: string[], command: string[], env?: Record<string, string>) => {
-    const run = new TerminalRun(['--name', name, '--store', url, ...extra, '--', ...command], env);
+    const run = new TerminalRun(['--name', space.name, '--store', space.store.url, ...extra, '--', ...command], env);
     runs.push(run);
     return run;
   };
-  const log = (label: string) => join(dir, `${label}.log`);
 
   it('the command has the terminal as its controlling terminal, in the foreground, and reads a line from it', async () => {
     const run = start([], ['sh', TTY_FIXTURE]);
@@ -117,15 +98,15 @@ describeWithTty('singleton-run started from a terminal', () => {
     run.type('\x03');
     await waitForChildEvent(log('child'), 'signal');
     // A SIGINT singleton-run forwarded would reach the command before this SIGTERM, which goes the same way.
-    process.kill((await persister.inspect(name))!.pid, 'SIGTERM');
+    process.kill((await space.holder())!.pid, 'SIGTERM');
     expect(await run.exitCode()).toBe(7);
     const signals = childEvents(log('child')).filter((e) => e.event === 'signal').map((e) => e.signal);
     expect(signals).toEqual(['SIGINT', 'SIGTERM']);
-    expect(await persister.inspect(name)).toBeNull();
+    expect(await space.holder()).toBeNull();
   });
 
   it('Ctrl-C while waiting for the lock ends the wait: exit 130, command not started', async () => {
-    const holder = await persister.acquire({ name, token: 'abbaabbaabbaabbaabbaabbaabbaabba', ttlMs: 60_000, owner: { owner: 'other', hostname: 'test', pid: process.pid } });
+    const holder = await space.persister.acquire({ name: space.name, token: 'abbaabbaabbaabbaabbaabbaabbaabba', ttlMs: 60_000, owner: { owner: 'other', hostname: 'test', pid: process.pid } });
     expect(holder.acquired).toBe(true);
     // At warn, the library logs the conflict: the sign that singleton-run is waiting.
     const run = start(['--wait'], [process.execPath, CHILD, log('child')], { SINGLETON_LOG_LEVEL: 'warn' });
@@ -136,11 +117,11 @@ describeWithTty('singleton-run started from a terminal', () => {
   });
 
   it('singleton-run killed with SIGKILL: the command and its background job are gone within a second', async () => {
-    const pidFile = join(dir, 'tree.pids');
+    const pidFile = join(space.dir, 'tree.pids');
     start([], ['sh', TREE, pidFile]);
     const { child, grandchild } = await treePids(pidFile);
     pidsToKill.push(child, grandchild);
-    const holder = await persister.inspect(name);
+    const holder = await space.holder();
     expect(holder).not.toBeNull();
 
     const killedAt = Date.now();
@@ -150,18 +131,18 @@ describeWithTty('singleton-run started from a terminal', () => {
   });
 
   it('lock lost while running: the command and its background job are stopped, exit 70', async () => {
-    const pidFile = join(dir, 'tree.pids');
+    const pidFile = join(space.dir, 'tree.pids');
     const run = start(['--ttl', '500'], ['sh', TREE, pidFile]);
     const { child, grandchild } = await treePids(pidFile);
     pidsToKill.push(child, grandchild);
-    const holder = await persister.inspect(name);
+    const holder = await space.holder();
     expect(holder).not.toBeNull();
 
     // Stall singleton-run until its lease runs out, take the lock, let it go on.
     process.kill(holder!.pid, 'SIGSTOP');
     const token = 'cafecafecafecafecafecafecafecafe';
     await until(
-      async () => (await persister.acquire({ name, token, ttlMs: 10_000, owner: { owner: 'thief', hostname: 'test', pid: process.pid } })).acquired,
+      async () => (await space.persister.acquire({ name: space.name, token, ttlMs: 10_000, owner: { owner: 'thief', hostname: 'test', pid: process.pid } })).acquired,
       'lease expired and taken over',
     );
     process.kill(holder!.pid, 'SIGCONT');
@@ -171,6 +152,6 @@ describeWithTty('singleton-run started from a terminal', () => {
     expect(await run.exitCode()).toBe(70);
     expect(run.output).toMatch(/lost lock/);
     expect(isGone(child) && isGone(grandchild)).toBe(true);
-    await persister.release({ name, token });
+    await space.persister.release({ name: space.name, token });
   });
 });
