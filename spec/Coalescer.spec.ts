@@ -16,11 +16,11 @@ import { MemoryPersister } from '../lib/persisters/MemoryPersister';
 import type { AcquireResult, Persister } from '../lib/persisters/Persister';
 import { RedisPersister } from '../lib/persisters/RedisPersister';
 import type { CoalescerWorkerConfig } from './fixtures/coalescerWorker';
-import { type FixtureChild, killAllChildren, listenerCounts, REPO_ROOT, spawnFixture } from './helpers/child';
+import { type FixtureChild, killAllChildren, listenerCounts } from './helpers/child';
 import { freePort } from './setup/redisServer';
 import { waitUntil } from './persisters/conformance';
+import { expectOneRunForAll, expectTakeoverAfterKill, finish, spawnWorkers } from './coalescer/workers';
 
-const WORKER = join(REPO_ROOT, 'spec', 'fixtures', 'coalescerWorker.ts');
 const runId = Math.random().toString(36).slice(2, 8);
 let seq = 0;
 const uniqueKey = (hint: string) => `${hint}:${runId}:${++seq}`;
@@ -671,19 +671,6 @@ describe('Coalescer across real processes', () => {
       return 0;
     }
   }
-  function spawnWorkers(n: number, config: CoalescerWorkerConfig): FixtureChild[] {
-    return Array.from({ length: n }, (_, i) =>
-      spawnFixture(WORKER, { COALESCER_CONFIG: JSON.stringify(config) }, `worker ${i + 1}/${n} (${config.store})`),
-    );
-  }
-  async function finish(children: FixtureChild[]): Promise<void> {
-    for (const child of children) {
-      const exit = await child.waitForExit(30_000);
-      if (exit.code !== 0) throw new Error(`${child.label} exited with ${exit.code ?? exit.signal}\n${child.describe()}`);
-      expect(child.all('done')).toHaveLength(1);
-    }
-  }
-
   it('the runner stopped with SIGTERM releases its lease on the way out: a waiter takes over at once, not after ttlMs', async () => {
     const config: CoalescerWorkerConfig = {
       ...base('redis', uniqueKey('procs-term')),
@@ -733,22 +720,8 @@ describe('Coalescer across real processes', () => {
 
   describe.each(['redis', 'file'] as Store[])('on the %s store', (store) => {
     it('5 processes × 4 concurrent calls: fn runs once and all 20 callers get the same value', async () => {
-      const config: CoalescerWorkerConfig = {
-        ...base(store, uniqueKey('procs')),
-        calls: 4,
-        arrivals: 5,
-        mode: 'value',
-        ttlMs: 10_000,
-        resultTtlMs: 10_000,
-      };
-      const children = spawnWorkers(5, config);
-      await finish(children);
-      expect(await runs(config)).toBe(1);
-      const values = children.flatMap((c) => c.all('result').map((e) => e.value));
-      expect(values).toHaveLength(20);
-      const runner = children.find((c) => c.all('running').length > 0);
-      expect(children.filter((c) => c.all('running').length > 0)).toHaveLength(1);
-      for (const v of values) expect(v).toEqual({ run: 1, pid: runner?.pid, at: '1970-01-01T00:00:00.000Z' });
+      const config: CoalescerWorkerConfig = { ...base(store, uniqueKey('procs')), calls: 4, arrivals: 5, mode: 'value', ttlMs: 10_000, resultTtlMs: 10_000 };
+      await expectOneRunForAll(5, config, runs);
     }, 60_000);
 
     it('fans the error out to every caller in every process', async () => {
@@ -771,31 +744,8 @@ describe('Coalescer across real processes', () => {
     }, 60_000);
 
     it('the runner killed with SIGKILL mid-run: exactly one waiter takes over, every caller gets its result', async () => {
-      const config: CoalescerWorkerConfig = {
-        ...base(store, uniqueKey('procs-kill')),
-        calls: 2,
-        arrivals: 0,
-        mode: 'hang-first',
-        ttlMs: 1_500,
-        resultTtlMs: 10_000,
-      };
-      const children = spawnWorkers(3, config);
-      await Promise.all(children.map((c) => c.waitForEvent('arrived', { timeoutMs: 20_000 })));
-      const first = await Promise.any(children.map((c) => c.waitForEvent('running', { timeoutMs: 20_000 }).then(() => c)));
-      expect(first.all('running')[0].run).toBe(1);
-      const killedAt = first.kill('SIGKILL');
-      const survivors = children.filter((c) => c !== first);
-      await finish(survivors);
-      expect(await runs(config)).toBe(2);
-      const takers = survivors.filter((c) => c.all('running').length > 0);
-      expect(takers).toHaveLength(1);
-      const tookOverAt = takers[0].all('running')[0].t;
-      expect(tookOverAt).toBeGreaterThanOrEqual(killedAt);
-      expect(tookOverAt - killedAt).toBeLessThan(config.ttlMs + 5_000);
-      const values = survivors.flatMap((c) => c.all('result').map((e) => e.value));
-      expect(values).toHaveLength(4);
-      for (const v of values) expect(v).toEqual({ run: 2, pid: takers[0].pid, at: '1970-01-01T00:00:00.000Z' });
-      expect(survivors.flatMap((c) => c.all('error'))).toEqual([]);
+      const config: CoalescerWorkerConfig = { ...base(store, uniqueKey('procs-kill')), calls: 2, arrivals: 0, mode: 'hang-first', ttlMs: 1_500, resultTtlMs: 10_000 };
+      await expectTakeoverAfterKill(config, runs);
     }, 60_000);
   });
 });

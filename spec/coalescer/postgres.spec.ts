@@ -3,7 +3,6 @@
  * beside the leases, delivered by NOTIFY on the persister's one LISTEN connection, and
  * fn run once across real processes, also when the runner is killed mid-run.
  */
-import { join } from 'node:path';
 import { Client, type Pool } from 'pg';
 import { Coalescer } from '../../lib/Coalescer';
 import { outcomeStoreFor } from '../../lib/coalescer/OutcomeStore';
@@ -11,11 +10,11 @@ import { PostgresOutcomeStore } from '../../lib/coalescer/PostgresOutcomeStore';
 import type { AcquireResult, Persister } from '../../lib/persisters/Persister';
 import { PostgresPersister } from '../../lib/persisters/PostgresPersister';
 import type { CoalescerWorkerConfig } from '../fixtures/coalescerWorker';
-import { type FixtureChild, killAllChildren, REPO_ROOT, spawnFixture } from '../helpers/child';
+import { killAllChildren } from '../helpers/child';
 import { describePostgres, POSTGRES_URL, testPool, uniqueTable } from '../helpers/postgres';
 import { waitUntil } from '../persisters/conformance';
+import { expectOneRunForAll, expectTakeoverAfterKill } from './workers';
 
-const WORKER = join(REPO_ROOT, 'spec', 'fixtures', 'coalescerWorker.ts');
 let seq = 0;
 const uniqueKey = (hint: string) => `${hint}:${process.pid}:${++seq}`;
 
@@ -123,19 +122,7 @@ describePostgres('Coalescer on PostgreSQL', () => {
   }
 
   describe('across real processes', () => {
-    function spawnWorkers(n: number, config: CoalescerWorkerConfig): FixtureChild[] {
-      return Array.from({ length: n }, (_, i) =>
-        spawnFixture(WORKER, { COALESCER_CONFIG: JSON.stringify(config) }, `worker ${i + 1}/${n} (postgres)`),
-      );
-    }
-    async function finish(children: FixtureChild[]): Promise<void> {
-      for (const child of children) {
-        const exit = await child.waitForExit(30_000);
-        if (exit.code !== 0) throw new Error(`${child.label} exited with ${exit.code ?? exit.signal}\n${child.describe()}`);
-        expect(child.all('done')).toHaveLength(1);
-      }
-    }
-    async function runs(key: string): Promise<number> {
+    async function runs({ key }: CoalescerWorkerConfig): Promise<number> {
       const { rows } = await admin.query(`SELECT n FROM "${table}_counts" WHERE name = $1`, [`${key}:runs`]);
       return rows[0]?.n ?? 0;
     }
@@ -143,38 +130,12 @@ describePostgres('Coalescer on PostgreSQL', () => {
 
     it('4 processes × 3 concurrent calls: fn runs once and all 12 callers get the same value', async () => {
       const config: CoalescerWorkerConfig = { ...base(uniqueKey('procs')), calls: 3, arrivals: 4, mode: 'value', ttlMs: 10_000, resultTtlMs: 10_000 };
-      const children = spawnWorkers(4, config);
-      await finish(children);
-      expect(await runs(config.key)).toBe(1);
-      const values = children.flatMap((c) => c.all('result').map((e) => e.value));
-      expect(values).toHaveLength(12);
-      const runners = children.filter((c) => c.all('running').length > 0);
-      expect(runners).toHaveLength(1);
-      for (const v of values) expect(v).toEqual({ run: 1, pid: runners[0].pid, at: '1970-01-01T00:00:00.000Z' });
+      await expectOneRunForAll(4, config, runs);
     }, 60_000);
 
     it('the runner killed with SIGKILL mid-run: exactly one waiter takes over, every caller gets its result', async () => {
-      const config: CoalescerWorkerConfig = {
-        ...base(uniqueKey('procs-kill')),
-        calls: 2,
-        arrivals: 0,
-        mode: 'hang-first',
-        ttlMs: 1_500,
-        resultTtlMs: 10_000,
-      };
-      const children = spawnWorkers(3, config);
-      await Promise.all(children.map((c) => c.waitForEvent('arrived', { timeoutMs: 20_000 })));
-      const first = await Promise.any(children.map((c) => c.waitForEvent('running', { timeoutMs: 20_000 }).then(() => c)));
-      const killedAt = first.kill('SIGKILL');
-      const survivors = children.filter((c) => c !== first);
-      await finish(survivors);
-      expect(await runs(config.key)).toBe(2);
-      const takers = survivors.filter((c) => c.all('running').length > 0);
-      expect(takers).toHaveLength(1);
-      expect(takers[0].all('running')[0].t - killedAt).toBeLessThan(config.ttlMs + 5_000);
-      const values = survivors.flatMap((c) => c.all('result').map((e) => e.value));
-      expect(values).toHaveLength(4);
-      for (const v of values) expect(v).toEqual({ run: 2, pid: takers[0].pid, at: '1970-01-01T00:00:00.000Z' });
+      const config: CoalescerWorkerConfig = { ...base(uniqueKey('procs-kill')), calls: 2, arrivals: 0, mode: 'hang-first', ttlMs: 1_500, resultTtlMs: 10_000 };
+      await expectTakeoverAfterKill(config, runs);
     }, 60_000);
   });
 });
