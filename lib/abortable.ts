@@ -20,7 +20,11 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<
   });
 }
 
-/** Resolves after `ms`, or rejects with `signal.reason` when it aborts first. The timer never keeps the process alive. */
+/**
+ * Resolves after `ms`, or rejects with `signal.reason` when it aborts first. Like any wait the
+ * program awaits, its timer keeps the process alive (a standby's backoff between two runs of
+ * its task is all the process does then); an abort clears it.
+ */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<void>((resolve, reject) => {
@@ -32,7 +36,6 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, Math.max(0, ms));
-    timer.unref();
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

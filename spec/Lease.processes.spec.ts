@@ -5,6 +5,8 @@
  * overlapping run() calls on one instance. Each asserts what another process observes.
  */
 import Redis from 'ioredis';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RedisPersister } from '../lib/persisters/RedisPersister';
 import { Singleton } from '../lib/Singleton';
@@ -96,6 +98,20 @@ describe('a lease and the code around it, in real processes (Redis)', () => {
     const exit = await child.waitForExit(10_000);
     expect(exit.code).toBe(70);
     expect(child.all('working').filter((e) => e.label === 'task-2')).toHaveLength(0);
+  }, 60_000);
+
+  it('standby() on the file store: a task that fails is run again after the backoff (the wait keeps the process up), and the process exits once released', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sp-standby-fails-'));
+    try {
+      const child = scenario({ name: uniqueName('standby-fails'), ttlMs: 2_000, scenario: 'standby-task-fails-file', dir });
+      const exit = await child.waitForExit(20_000);
+      expect(child.events.map((e) => e.event)).toEqual(['task', 'error', 'task', 'released', 'exit']);
+      const [first, second] = child.all('task');
+      expect(second.t - first.t).toBeGreaterThanOrEqual(200); // not before the backoff (retryIntervalMs)
+      expect(exit.code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('a `lost` listener that throws stops no renewal: the other lease of the process stays held, and the error surfaces as uncaught', async () => {
