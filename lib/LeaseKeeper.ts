@@ -132,7 +132,9 @@ export class LeaseKeeper {
       // staleness), and the holder must be told before it.
       entry.deadline = Math.min(entry.deadline, monotonicNow() + (expiresAt.getTime() - Date.now()) - safetyMarginMs(ttlMs, roundTripMs));
     }
-    entry.nextDue = Math.min(sentAt + renewIntervalMs, entry.deadline);
+    // Due after renewIntervalMs, but never later than halfway to the deadline: an interval close
+    // to ttlMs must still leave time for the renewal to answer, and for a failed one to be retried.
+    entry.nextDue = Math.min(sentAt + renewIntervalMs, sentAt + (entry.deadline - sentAt) / 2);
   }
 
   private arm(at: number): void {

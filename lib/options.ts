@@ -15,7 +15,9 @@ export interface SingletonOptions {
    */
   lockExpireSeconds?: number;
   /**
-   * How often a held lease is renewed; must be less than `ttlMs`.
+   * How often a held lease is renewed; must be less than `ttlMs`. A renewal is never due later
+   * than halfway between the last one and the moment the lease would be counted lost, so that
+   * an interval close to `ttlMs` still leaves time to retry a renewal that failed.
    * @default ttlMs / 3
    */
   renewIntervalMs?: number;

@@ -309,6 +309,25 @@ describe('renewal and loss (fake timers)', () => {
     expect(s.fencingToken).toBeUndefined();
   });
 
+  it('renewIntervalMs close to ttlMs: renewed before the deadline, and a renewal that fails is retried in time', async () => {
+    const p = new ControllablePersister();
+    const s = new Singleton('late-interval', p, { ttlMs: 1000, renewIntervalMs: 990, logger: quiet(), onLost: 'emit' });
+    const seen: string[] = [];
+    s.on('renewed', () => seen.push('renewed'));
+    s.on('error', () => seen.push('error'));
+    s.on('lost', (e) => seen.push(`lost: ${e.reason}`));
+    await s.lock();
+    p.down = true; // the first renewal fails
+    for (let waited = 0; p.calls.renew === 0 && waited < 1_000; waited += 10) await jest.advanceTimersByTimeAsync(10);
+    p.down = false;
+    await jest.advanceTimersByTimeAsync(3_000);
+    expect(seen[0]).toBe('error');
+    expect(seen.slice(1).every((e) => e === 'renewed')).toBe(true);
+    expect(seen.length).toBeGreaterThanOrEqual(4);
+    expect(s.state).toBe('locked');
+    await s.release();
+  });
+
   it('a renewal that hangs still ends in `lost` at the local deadline', async () => {
     const p = new ControllablePersister();
     const s = new Singleton('hang', p, { ttlMs: 600, logger: quiet(), onLost: 'emit' });
