@@ -171,18 +171,25 @@ function normalizeSignals(value: unknown): readonly NodeJS.Signals[] {
 
 let cachedHostname: string | undefined;
 
-const normalized = new WeakMap<object, NormalizedOptions>();
+/** An options object's values when it was normalized (a shallow copy), and the result. */
+interface Snapshot {
+  input: Record<string, unknown>;
+  keys: number;
+  result: NormalizedOptions;
+}
+
+const normalized = new WeakMap<object, Snapshot>();
 let normalizedDefaults: NormalizedOptions | undefined;
-/** The last options object normalized (a shallow copy of what it held) and its result. */
-let last: { input: Record<string, unknown>; keys: number; result: NormalizedOptions } | undefined;
+/** The last options normalized. */
+let last: Snapshot | undefined;
 
 /**
  * Applies defaults and checks every option; throws `TypeError`/`RangeError` naming the bad
- * value. Done once per options object: instances built from the same object (or from none)
- * share the frozen result, so making a `Singleton` per name costs no re-validation. An
- * object literal written in a loop (a new object each time, holding the same values) is
- * recognised too: it is compared, key by key, with the last options normalized.
- * (An options object is read when first used; changing it afterwards changes nothing.)
+ * value. Done once per options object and values: instances built from the same object (or
+ * from none) share the frozen result, so making a `Singleton` per name costs no
+ * re-validation. An object literal written in a loop (a new object each time, holding the
+ * same values) is recognised too: it is compared, key by key, with the last options
+ * normalized. An object changed since it was last used is read and checked again.
  */
 export function normalizeOptions(options: SingletonOptions | undefined): NormalizedOptions {
   if (options === undefined) {
@@ -190,18 +197,19 @@ export function normalizeOptions(options: SingletonOptions | undefined): Normali
     return (normalizedDefaults = Object.freeze(checkOptions({})));
   }
   if (options !== null && typeof options === 'object') {
+    const values = options as Record<string, unknown>;
     const known = normalized.get(options);
-    if (known && known.pid === process.pid) return known;
-    if (last && last.result.pid === process.pid && sameValues(options as Record<string, unknown>, last.input, last.keys)) return last.result;
+    if (known && known.result.pid === process.pid && sameValues(values, known.input, known.keys)) return known.result;
+    if (last && last.result.pid === process.pid && sameValues(values, last.input, last.keys)) return last.result;
     const result = Object.freeze(checkOptions(options));
-    normalized.set(options, result);
     const input: Record<string, unknown> = {};
     let keys = 0;
     for (const key in options) {
-      input[key] = (options as Record<string, unknown>)[key];
+      input[key] = values[key];
       keys += 1;
     }
     last = { input, keys, result };
+    normalized.set(options, last);
     return result;
   }
   return checkOptions(options);

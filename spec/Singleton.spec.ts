@@ -58,6 +58,18 @@ describe('new Singleton(): bad input is refused at construction, naming the valu
     expect(() => new Singleton('x', p, options as never)).toThrow(message);
   });
 
+  it('reads an options object again when it changed since its last use: a bad value refused, a new value taken', () => {
+    const options: Record<string, unknown> = { ttlMs: 1000, logger: quiet() };
+    expect(new Singleton('x', p, options).ttlMs).toBe(1000);
+    options.ttlMs = 5000;
+    expect(new Singleton('x', p, options).ttlMs).toBe(5000);
+    options.ttlMs = -5;
+    expect(() => new Singleton('x', p, options)).toThrow(/`ttlMs`.*-5 \(number\)/);
+    options.ttlMs = 5000;
+    options.bogus = 1;
+    expect(() => new Singleton('x', p, options)).toThrow(/Unknown option `bogus`/);
+  });
+
   it('refuses something that is not a persister, pointing at fromCallbackPersister', () => {
     expect(() => new Singleton('x', { persistLock() {} } as never)).toThrow(/fromCallbackPersister/);
   });
