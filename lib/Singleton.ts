@@ -1,6 +1,6 @@
 import './polyfills';
 import { EventEmitter } from 'node:events';
-import { waitController } from './abortable';
+import { raceAbort, waitController } from './abortable';
 import { diagnosticsChannel, publishEvent } from './diagnostics'; // [diagnostics] issue 15
 import { abortError, type LeaseEndReason, type LostReason, SingletonError, timeoutError, toPersisterError } from './errors';
 import type { EventBase, SingletonEvents } from './events';
@@ -221,18 +221,41 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     const { wait, ...limits } = checkAcquireOptions(options);
     if (wait) return (await this.standBy(limits, 'lease')).lease;
     limits.signal?.throwIfAborted();
+    if (limits.signal === undefined && limits.timeoutMs === undefined) return this.tryOnce();
+    // One attempt, bounded: the caller who gave up never gets a lease (nor has its work run).
+    const { controller, dispose } = waitController(
+      limits,
+      () => timeoutError(`Timed out after ${limits.timeoutMs} ms trying to lock "${this.name}"`),
+      (reason) => abortError(reason),
+    );
+    try {
+      return await this.tryOnce(controller.signal);
+    } finally {
+      dispose();
+    }
+  }
+
+  /** One attempt for a lease of the caller's own (`acquire()` without `wait`), given up on `signal`. */
+  private async tryOnce(signal?: AbortSignal): Promise<Lease | null> {
     for (;;) {
       if (this.held) return null;
       const other = this.attemptInFlight;
       if (other) {
         // Someone else's attempt on this instance: its lease would not be ours.
-        const got = await other.promise.catch(() => null);
+        const theirs = other.promise.catch(() => null);
+        const got = await (signal ? raceAbort(theirs, signal) : theirs);
         if (got) return null;
         continue;
       }
       const attempt = this.startAttempt('lease', 'debug');
       attempt.claims += 1;
-      return (await attempt.promise)?.lease ?? null;
+      if (!signal) return (await attempt.promise)?.lease ?? null;
+      try {
+        return (await raceAbort(attempt.promise, signal))?.lease ?? null;
+      } catch (err) {
+        if (signal.aborted) this.dropClaim(attempt);
+        throw err;
+      }
     }
   }
 
@@ -464,6 +487,16 @@ export class Singleton extends EventEmitter<SingletonEvents> {
     return attempt;
   }
 
+  /**
+   * A claimant gives up on `attempt`. When it was the last one, the lease the attempt brings
+   * is given back: by the attempt itself if it is still in flight, or here if it had already
+   * handed the lease out (settled just before the claimant heard of the abort).
+   */
+  private dropClaim(attempt: Attempt): void {
+    attempt.claims -= 1;
+    if (attempt.claims === 0) void attempt.promise.then((got) => got?.release(), () => undefined).catch(() => undefined);
+  }
+
   private clearAttempt(attempt: Attempt): void {
     if (this.attemptInFlight === attempt) this.attemptInFlight = undefined;
   }
@@ -527,7 +560,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           delayMs = this.delayUntilNextAttempt();
         } catch (err) {
           if (signal.aborted) {
-            attempt.claims -= 1;
+            this.dropClaim(attempt);
             throw signal.reason;
           }
           if (err instanceof SingletonError && err.code === 'SINGLETON_SHUTTING_DOWN') throw err;

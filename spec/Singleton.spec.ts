@@ -4,6 +4,7 @@ import { MemoryPersister } from '../lib/persisters/MemoryPersister';
 import { Singleton } from '../lib/Singleton';
 import { safetyMarginMs } from '../lib/time';
 import { ControllablePersister, recordingLogger } from './helpers/ControllablePersister';
+import { waitUntil } from './persisters/conformance';
 
 const EVENTS: SingletonEventName[] = ['locking', 'locked', 'conflict', 'expired', 'renewed', 'releasing', 'released', 'lost'];
 const quiet = () => recordingLogger().logger;
@@ -444,6 +445,54 @@ describe('renewal and loss (fake timers)', () => {
     expect(seen).toEqual(['locking', 'expired', 'locked']);
     expect(previous).toBe('dead');
     await next.release();
+  });
+});
+
+describe('acquire() and run() without wait, on a slow store: signal and timeoutMs bound the one attempt', () => {
+  /** A store whose acquires wait until `open()`. */
+  function slowStore() {
+    const p = new ControllablePersister();
+    let open = () => undefined as void;
+    p.acquireGate = new Promise<void>((resolve) => (open = resolve));
+    return { p, open: () => open() };
+  }
+
+  it('acquire({ timeoutMs }) rejects with a TimeoutError at the deadline; the lease that comes later is given back', async () => {
+    const { p, open } = slowStore();
+    const s = new Singleton('slow-timeout', p, { logger: quiet() });
+    const t0 = performance.now();
+    await expect(s.acquire({ timeoutMs: 50 })).rejects.toMatchObject({ name: 'TimeoutError', message: expect.stringMatching(/Timed out after 50 ms trying to lock "slow-timeout"/) });
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    open();
+    await waitUntil(async () => p.calls.release > 0 && (await p.inner.inspect('slow-timeout')) === null, 5_000, 'the late lease given back');
+    expect(s.lease).toBeUndefined();
+    expect(await s.acquire()).not.toBeNull(); // the instance is free to lock again
+    await s.release();
+  });
+
+  it('run(fn, { signal }) aborted while the attempt is in flight rejects with an AbortError and never runs fn', async () => {
+    const { p, open } = slowStore();
+    const s = new Singleton('slow-abort', p, { logger: quiet() });
+    const caller = new AbortController();
+    let ran = false;
+    const running = s.run(() => (ran = true), { signal: caller.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    caller.abort();
+    await expect(running).rejects.toMatchObject({ name: 'AbortError' });
+    open();
+    await waitUntil(async () => p.calls.release > 0 && (await p.inner.inspect('slow-abort')) === null, 5_000, 'the late lease given back');
+    expect(ran).toBe(false);
+  });
+
+  it('a caller that gives up does not cancel the attempt of another caller on the same instance', async () => {
+    const { p, open } = slowStore();
+    const s = new Singleton('slow-shared', p, { logger: quiet() });
+    const locking = s.lock(); // the instance's own attempt, in flight
+    await expect(s.acquire({ timeoutMs: 30 })).rejects.toMatchObject({ name: 'TimeoutError' });
+    open();
+    expect(await locking).toBe(true);
+    expect(s.state).toBe('locked');
+    await s.release();
   });
 });
 

@@ -23,6 +23,8 @@ export class ControllablePersister implements Persister {
   down = false;
   /** Renewals never answer while true. */
   hangRenewals = false;
+  /** While set, acquires wait for it before reaching the store (a slow store). */
+  acquireGate: Promise<void> | undefined;
   /** When set, the next renewals answer "not yours, held by this". */
   stolenBy: LockInfo | null | undefined;
   /** Counts of calls made, by method. */
@@ -34,6 +36,7 @@ export class ControllablePersister implements Persister {
 
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     this.calls.acquire += 1;
+    if (this.acquireGate) await this.acquireGate;
     this.check('acquire');
     return this.inner.acquire(r);
   }
