@@ -669,6 +669,15 @@ export class Singleton extends EventEmitter<SingletonEvents> {
         // deadline. A lease shorter than ttl (or of unknown start) then falls due for renewal at once.
         keptFrom = sentAtForDeadline(deadline, ttlMs, roundTripMs);
       }
+      if (attempt.claims === 0) {
+        // Everyone who wanted this lease gave up while the attempt was in flight: give it back
+        // before anyone is told it is held (no `locked` for a lease nobody will use). The attempt
+        // stays in flight until the store confirms, so the next one does not meet this lease.
+        if (result.expired) this.emitExpired(result.expired);
+        await this.persister.release({ name: this.name, token }).catch(() => undefined);
+        this.setState('idle', { message: `nobody waits for "${this.name}" any more; gave the new lease back` });
+        return null;
+      }
       const fencingToken = this.fences ? info.fencingToken : undefined;
       const held = new LeaseControl(
         {
@@ -705,12 +714,6 @@ export class Singleton extends EventEmitter<SingletonEvents> {
           expiresAt: info.expiresAt,
           message: `locked "${this.name}"${fencingToken === undefined ? '' : ` with fencing token ${String(fencingToken)}`}`,
         });
-      }
-      if (attempt.claims === 0) {
-        // Everyone who wanted this lease gave up while the attempt was in flight.
-        this.log.debug({}, `nobody waits for "${this.name}" any more; giving the new lease back`);
-        held.release().catch(() => undefined);
-        return null;
       }
       return held;
     } finally {

@@ -2,7 +2,7 @@ import { sleep } from './abortable';
 import { SingletonError } from './errors';
 import { backoffMs } from './time';
 import { trackWork, whenEnded } from './Lease';
-import { type SingletonOptions } from './options';
+import { MAX_TTL_MS, MIN_TTL_MS, type SingletonOptions } from './options';
 import type { Persister } from './persisters/Persister';
 import { RedisPersister } from './persisters/RedisPersister';
 import type { Cluster, Redis } from 'ioredis';
@@ -26,13 +26,18 @@ function isRedisClient(value: unknown): boolean {
   return typeof c.evalsha === 'function' && typeof c.duplicate === 'function' && typeof c.defineCommand === 'function';
 }
 
+/** The range of each node-standby alias, in ms (the option it stands for allows the same). */
+const ALIAS_RANGE_MS = { ttlSeconds: [MIN_TTL_MS, MAX_TTL_MS], pollingIntervalSeconds: [1, MAX_TTL_MS] } as const;
+
+/** A node-standby alias in seconds as the ms option it stands for, checked under its own name. */
 function secondsAlias(options: StandbyOptions, alias: 'ttlSeconds' | 'pollingIntervalSeconds', target: 'ttlMs' | 'retryIntervalMs'): number | undefined {
   const seconds = options[alias];
   if (seconds === undefined) return options[target];
-  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) {
-    throw new TypeError(expected(alias, 'a positive number of seconds', seconds));
-  }
+  const [min, max] = ALIAS_RANGE_MS[alias];
+  const allowed = `a number of seconds from ${min / 1000} to ${max / 1000}`;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) throw new TypeError(expected(alias, allowed, seconds));
   const ms = Math.round(seconds * 1000);
+  if (ms < min || ms > max) throw new RangeError(expected(alias, allowed, seconds));
   if (options[target] !== undefined && options[target] !== ms) {
     throw new RangeError(`Expected \`${alias}\` (${seconds}) and \`${target}\` (${options[target]}) to agree; give only one of them`);
   }

@@ -484,6 +484,17 @@ describe('acquire() and run() without wait, on a slow store: signal and timeoutM
     expect(ran).toBe(false);
   });
 
+  it('waitForLock({ timeoutMs }) that ends while its attempt is in flight: no `locked` for the lease that comes later, given back quietly', async () => {
+    const { p, open } = slowStore();
+    const s = new Singleton('slow-wait', p, { logger: quiet() });
+    const seen = record(s);
+    await expect(s.waitForLock({ timeoutMs: 50 })).rejects.toMatchObject({ name: 'TimeoutError' });
+    open();
+    await waitUntil(async () => p.calls.release > 0 && (await p.inner.inspect('slow-wait')) === null, 5_000, 'the late lease given back');
+    expect(seen).toEqual(['locking']);
+    expect(s.state).toBe('idle');
+  });
+
   it('a caller that gives up does not cancel the attempt of another caller on the same instance', async () => {
     const { p, open } = slowStore();
     const s = new Singleton('slow-shared', p, { logger: quiet() });

@@ -59,6 +59,14 @@ describe("node-standby's call, unchanged", () => {
       /pollingIntervalSeconds/,
     );
   });
+
+  it.each([
+    [{ pollingIntervalSeconds: 0.0001 }, /`pollingIntervalSeconds` to be a number of seconds from 0.001 to 604800, got 0.0001 \(number\)/],
+    [{ ttlSeconds: 0.001 }, /`ttlSeconds` to be a number of seconds from 0.02 to 604800, got 0.001 \(number\)/],
+    [{ ttlSeconds: '2' }, /`ttlSeconds` to be a number of seconds.*"2" \(string\)/],
+  ])('refuses an alias out of range under its own name and value: %j', (aliases, message) => {
+    expect(() => standby(new MemoryPersister(), () => undefined, { name: 'x', ...(aliases as object), logger: quiet })).toThrow(message);
+  });
 });
 
 describe('a task that keeps throwing (the seed re-ran it in a tight loop)', () => {
