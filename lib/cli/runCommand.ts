@@ -198,7 +198,22 @@ class LockedRun {
       return ExitCode.SOFTWARE;
     }
     this.command = command;
+    // The file store frees a lease at once when its holder dies; singleton-run's death must
+    // not free it while the command's processes still run: the supervisor, which outlives
+    // singleton-run until they are gone, guards it (Redis and the others hold it for its ttl).
+    if (this.persister instanceof FilePersister && command.supervisorPid !== undefined) {
+      await this.persister.guardLease(this.args.name, command.supervisorPid).catch(() => false);
+    }
+    // A signal or a loss that came while the supervisor started: the command never starts.
+    if (this.shutdownSignal || this.lost || lease.signal.aborted) {
+      command.abandon();
+      await command.ended;
+      if (this.shutdownSignal) return signalExitCode(this.shutdownSignal);
+      say(`lost lock "${this.args.name}" before ${this.args.command} started (${this.lost?.reason ?? 'expired'}); not running it`);
+      return ExitCode.LOST;
+    }
     this.phase = 'running';
+    command.start();
     trackWork(lease, command.ended);
     const outcome = await command.ended;
     this.phase = 'finishing';

@@ -36,9 +36,9 @@ export class SupervisedCommand {
   private readonly supervisor: ChildProcess;
 
   /**
-   * Starts the supervisor, which starts `command args` with `env`, and ends
-   * them if this process dies: SIGTERM, then SIGKILL `killAfterMs` later (at
-   * most half a second: see `supervisor.ts`). With `group`
+   * Starts the supervisor, which starts `command args` with `env` once told to
+   * ({@link start}), and ends them if this process dies: SIGTERM, then SIGKILL
+   * `killAfterMs` later (at most half a second: see `supervisor.ts`). With `group`
    * the supervisor leads a session of its own, so a signal to this process's
    * group (a `kill -9 -PGID`, say) cannot end it along with singleton-run.
    *
@@ -51,7 +51,7 @@ export class SupervisedCommand {
     env: NodeJS.ProcessEnv,
     killAfterMs: number,
   ) {
-    const argv = [...supervisorExecArgv(), SUPERVISOR, mode, String(killAfterMs), command, ...args];
+    const argv = [...supervisorExecArgv(), SUPERVISOR, mode, String(killAfterMs), String(process.pid), command, ...args];
     this.supervisor = spawn(process.execPath, argv, {
       stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       detached: mode === 'group',
@@ -81,6 +81,16 @@ export class SupervisedCommand {
   /** The supervisor's pid. */
   get supervisorPid(): number | undefined {
     return this.supervisor.pid;
+  }
+
+  /** Starts the command (the supervisor waits for this, so that nothing starts before the lock is guarded). */
+  start(): void {
+    this.send({ type: 'start' });
+  }
+
+  /** Lets the supervisor go without starting the command (a shutdown began first). */
+  abandon(): void {
+    if (this.supervisor.connected) this.supervisor.disconnect();
   }
 
   /** Sends `signal` to every process of the command. */

@@ -3,12 +3,16 @@
  * that the command never outlives singleton-run, however it ends (SIGKILL too).
  *
  * singleton-run starts it (see `supervised.ts`) as
- * `node supervisor.js MODE GRACE_MS COMMAND [ARGS…]` with an IPC channel. It starts the
- * command (see {@link CommandMode}), reports `started`, `spawn-error` and
- * `exit`, applies the signals and stops singleton-run asks for, and watches the
- * channel: when it closes without the command having exited — singleton-run
- * died — it sends SIGTERM to the command's processes, SIGKILL GRACE_MS later
- * (at most {@link PARENT_GONE_GRACE_MS}), and exits once they are gone.
+ * `node supervisor.js MODE KILL_AFTER_MS PARENT_PID COMMAND [ARGS…]` with an IPC channel.
+ * It starts the command (see {@link CommandMode}) when singleton-run says `start` — only
+ * while singleton-run is still there, so a singleton-run killed meanwhile never has its
+ * command started — reports `started`, `spawn-error` and `exit`, applies the signals and
+ * stops singleton-run asks for, and watches the channel: when it closes without the
+ * command having exited — singleton-run died — it sends SIGTERM to the command's
+ * processes, SIGKILL at most {@link PARENT_GONE_GRACE_MS} later, and exits once they are
+ * gone. After a forwarded signal, once the command exited, the processes it leaves in its
+ * group (a shell's background jobs ignore SIGINT) get SIGTERM, SIGKILL KILL_AFTER_MS later:
+ * the lock is released only when they are gone.
  *
  * It ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT: with a terminal it shares the
  * command's process group and gets Ctrl-C with it, and it must outlive
@@ -34,28 +38,43 @@ class Supervisor {
   private killTimer: NodeJS.Timeout | undefined;
   private parentGone = false;
   private finishing = false;
-  /** singleton-run's pid (once it died, `process.ppid` names whoever adopted us). */
-  private readonly parentPid = process.ppid;
+  /** Whether singleton-run forwarded a signal to the command (a shutdown). */
+  private signalled = false;
+  /** SIGTERM → SIGKILL once singleton-run died, ms. */
+  private readonly parentGoneGraceMs: number;
 
   constructor(
     private readonly mode: CommandMode,
-    /** SIGTERM → SIGKILL once singleton-run died, ms. */
-    private readonly parentGoneGraceMs: number,
+    /** SIGTERM → SIGKILL for the processes a signalled command leaves behind, ms (`--kill-after`). */
+    private readonly killAfterMs: number,
+    /** singleton-run's pid (once it died, `process.ppid` names whoever adopted us). */
+    private readonly parentPid: number,
     private readonly command: string,
     private readonly args: string[],
-  ) {}
+  ) {
+    this.parentGoneGraceMs = Math.min(killAfterMs, PARENT_GONE_GRACE_MS);
+  }
 
-  start(): void {
+  /** Listens to singleton-run; the command starts on its `start`. */
+  listen(): void {
     for (const signal of IGNORED_SIGNALS) process.on(signal, () => undefined);
     // A closed or hung-up stderr (EPIPE, EIO) must not end the supervisor before the command.
     process.stderr.on('error', () => undefined);
     process.on('message', (m: unknown) => {
       if (!isToSupervisor(m)) return;
-      if (m.type === 'signal') this.processes?.signal(m.signal);
-      else this.stop(m.killAfterMs);
+      if (m.type === 'start') this.start();
+      else if (m.type === 'signal') {
+        this.signalled = true;
+        this.processes?.signal(m.signal);
+      } else this.stop(m.killAfterMs);
     });
     process.on('disconnect', () => this.onParentGone());
+    if (!process.connected || process.ppid !== this.parentPid) this.onParentGone();
+  }
 
+  private start(): void {
+    // singleton-run died after asking (a message can arrive after the channel closed): not started.
+    if (this.child || this.parentGone || !process.connected || process.ppid !== this.parentPid) return;
     let child: ChildProcess;
     try {
       // group: the command leads a new session and process group (setsid); terminal: it stays in ours.
@@ -110,6 +129,8 @@ class Supervisor {
   private async finish(): Promise<void> {
     this.finishing = true;
     const processes = this.processes;
+    // A forwarded signal ended the command but not every process of its group: stop the rest.
+    if (processes && this.signalled && this.killAt === Infinity && processes.alive()) this.stop(this.killAfterMs);
     if (processes && this.killAt !== Infinity) {
       let giveUpAt = Infinity;
       while (processes.alive() && Date.now() < giveUpAt) {
@@ -140,14 +161,16 @@ class Supervisor {
 }
 
 function main(argv: string[]): void {
-  const [mode, grace, command, ...args] = argv;
-  const graceMs = Number(grace);
-  const valid = (mode === 'group' || mode === 'terminal') && Number.isSafeInteger(graceMs) && graceMs >= 0 && command;
+  const [mode, killAfter, parent, command, ...args] = argv;
+  const killAfterMs = Number(killAfter);
+  const parentPid = Number(parent);
+  const valid =
+    (mode === 'group' || mode === 'terminal') && Number.isSafeInteger(killAfterMs) && killAfterMs >= 0 && Number.isSafeInteger(parentPid) && parentPid > 0 && command;
   if (!process.send || !valid) {
     process.stderr.write('singleton-run supervisor: internal helper of singleton-run; not meant to be run by hand\n');
     process.exit(70);
   }
-  new Supervisor(mode, Math.min(graceMs, PARENT_GONE_GRACE_MS), command, args).start();
+  new Supervisor(mode, killAfterMs, parentPid, command, args).listen();
 }
 
 main(process.argv.slice(2));

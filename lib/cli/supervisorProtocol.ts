@@ -5,6 +5,8 @@
 
 /** singleton-run → supervisor. */
 export type ToSupervisor =
+  /** Start the command now (singleton-run holds the lock, and has guarded it with the supervisor where the store allows). */
+  | { type: 'start' }
   /** Send `signal` to the command's processes (a forwarded SIGINT/SIGTERM/SIGHUP). */
   | { type: 'signal'; signal: NodeJS.Signals }
   /** Stop the command: SIGTERM now, SIGKILL `killAfterMs` later if it still runs. */
@@ -23,6 +25,7 @@ export type FromSupervisor =
 export function isToSupervisor(value: unknown): value is ToSupervisor {
   const m = value as Partial<Record<string, unknown>> | null;
   if (m === null || typeof m !== 'object') return false;
+  if (m.type === 'start') return true;
   if (m.type === 'signal') return typeof m.signal === 'string';
   return m.type === 'stop' && typeof m.killAfterMs === 'number';
 }

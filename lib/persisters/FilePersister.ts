@@ -6,7 +6,7 @@ import { checkInteger, expected } from '../validate';
 import { byName, checkForceReleaseName, checkListOptions } from './adminSupport';
 import { evictedRecord, evictionOf, readAllRecords } from './file/admin';
 import { fileError } from './file/errors';
-import { selfIdentity } from './file/liveness';
+import { identityOf, sameProcess, selfIdentity } from './file/liveness';
 import { FileMutex } from './file/mutex';
 import { lockPaths, type LockPaths } from './file/names';
 import { hashToken, isHeld, readRecord, toLockInfo, writeRecord, type LeaseRecord } from './file/state';
@@ -203,6 +203,28 @@ export class FilePersister implements Persister {
       const current = this.read(paths, name);
       if (!ours(current, now)) return false;
       writeRecord(paths, { ...current, tokenHash: null, released: true, expiresAt: now }, this.dir, guard);
+      return true;
+    });
+  }
+
+  /**
+   * Keeps the lease of `name` held by this process while process `pid` runs too: its death
+   * no longer frees the lease at once while `pid` lives (expiry still does). Resolves false
+   * when this process holds no lease of `name`, or `pid` is not running.
+   * @internal singleton-run guards its lease with its supervisor, which outlives it (a
+   * `kill -9`) until the command's processes are gone: no second run starts beside them.
+   */
+  async guardLease(name: string, pid: number): Promise<boolean> {
+    const paths = lockPaths(this.dir, name);
+    const me = selfIdentity();
+    const mine = (record: LeaseRecord | null, now: number): record is LeaseRecord =>
+      record !== null && isHeld(record, now) && sameProcess(record.holder, me);
+    const guard = identityOf(pid);
+    if (!guard || !mine(this.read(paths, name), Date.now())) return false;
+    return this.mutex.run(paths, (mutex) => {
+      const current = this.read(paths, name);
+      if (!mine(current, Date.now())) return false;
+      writeRecord(paths, { ...current, guard }, this.dir, mutex);
       return true;
     });
   }

@@ -157,6 +157,19 @@ describe.each(CLI_STORES)('singleton-run with the %s store', (kind, makeStore) =
     expect(await holder()).toBeNull();
   });
 
+  it('SIGINT to a shell script: its background job, which ignores SIGINT, is stopped before the lock is released', async () => {
+    const pidFile = join(space.dir, 'tree.pids');
+    const cli = start([], ['sh', TREE, pidFile]);
+    const { child, grandchild } = await treePids(pidFile);
+    pidsToKill.push(child, grandchild);
+    cli.kill('SIGINT');
+    const result = await cli.wait();
+    expect(result.code).toBe(130); // the shell's own answer to SIGINT
+    // The lock was released just before singleton-run exited: nothing of the command runs any more.
+    expect(isGone(grandchild)).toBe(true);
+    expect(await holder()).toBeNull();
+  });
+
   it('lock lost while running (process stalled, lease taken over): SIGTERM to the group, child and grandchild gone, exit 70', async () => {
     const pidFile = join(space.dir, 'tree.pids');
     const cli = start(['--ttl', '500'], ['sh', TREE, pidFile]);

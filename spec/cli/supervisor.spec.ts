@@ -4,6 +4,7 @@
  * second singleton-run can never start the command while the first one's runs.
  * Real CLI processes, the file store and a real Redis.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -11,6 +12,8 @@ import { descendants } from '../../lib/cli/processTree';
 import { CHILD, CLI_STORES, childEvents, isGone, lines, ROOT, startCli, TREE, treePids, until, waitForChildEvent } from './cliHarness';
 import { cliStoreSpace, cliTestSpace } from './cliSuite';
 
+/** The supervisor, from source. */
+const SUPERVISOR_SOURCE = join(ROOT, 'lib', 'cli', 'supervisor.ts');
 /** The built CLI, as the installed package's bin points at it. */
 const BUILT_MAIN = join(ROOT, 'dist', 'cjs', 'cli', 'main.js');
 
@@ -52,6 +55,26 @@ describe.each(CLI_STORES)('singleton-run killed with SIGKILL (%s store)', (kind,
     expect(Number(secondStart.env?.SINGLETON_FENCING_TOKEN)).toBeGreaterThan(Number(firstStart.env?.SINGLETON_FENCING_TOKEN));
     second.kill('SIGTERM');
     expect((await second.wait()).code).toBe(143);
+  });
+  it('a second run waiting for the lock does not start beside a first command that ignores SIGTERM (it lives half a second on)', async () => {
+    // The file store frees a lease at once when its holder dies: the supervisor guards it until the command is gone.
+    const first = start(['--ttl', '1000'], [process.execPath, CHILD, log('first'), '--sleep', '60000', '--ignore', 'SIGTERM']);
+    const firstStart = await waitForChildEvent(log('first'), 'start');
+    pidsToKill.push(firstStart.pid);
+    const seen = join(space.dir, 'seen');
+    const firstRuns = `[ -d /proc/${firstStart.pid} ] && ! grep -q '^State:.*[ZX]' /proc/${firstStart.pid}/status 2>/dev/null`;
+    const second = start(['--wait'], ['sh', '-c', `if ${firstRuns}; then echo overlap > ${seen}; else echo alone > ${seen}; fi`], { SINGLETON_LOG_LEVEL: 'warn' });
+    await until(() => second.stderr.includes('is held by'), 'second run waiting');
+    first.kill('SIGKILL');
+    // SIGTERM reached the first command, which lives on until SIGKILL half a second later: the
+    // lock must look held all that time (read the lock, then see the command still running).
+    await waitForChildEvent(log('first'), 'signal');
+    const holderThen = await space.holder();
+    const ranAfterRead = !isGone(firstStart.pid);
+    expect({ ranAfterRead, held: ranAfterRead ? holderThen !== null : 'not asked' }).toEqual({ ranAfterRead, held: ranAfterRead ? true : 'not asked' });
+    expect((await second.wait(20_000)).code).toBe(0);
+    expect(readFileSync(seen, 'utf8').trim()).toBe('alone');
+    expect(childEvents(log('first')).filter((e) => e.event === 'signal')).toEqual([expect.objectContaining({ signal: 'SIGTERM' })]);
   });
 });
 
@@ -113,6 +136,27 @@ describe('singleton-run killed with SIGKILL: commands that resist, a killed supe
     expect(result.code).toBe(70);
     expect(lines(result.stderr)).toEqual([expect.stringMatching(/the supervisor of sh ended unexpectedly \(SIGKILL\); sh was killed/)]);
     await until(() => isGone(child) && isGone(grandchild), 'command and background job gone', { timeoutMs: 3_000 });
+  });
+
+  it('the supervisor starts the command only when singleton-run says so, never once singleton-run is gone', async () => {
+    const marker = join(space.dir, 'started');
+    const supervisor = (...command: string[]) =>
+      spawn(process.execPath, ['--import', 'tsx', SUPERVISOR_SOURCE, 'group', '1000', String(process.pid), ...command], { cwd: ROOT, stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    const exited = (child: ChildProcess) => new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+    // singleton-run gone before it said `start` (killed while the supervisor started): nothing starts.
+    const orphan = supervisor('sh', '-c', `echo orphan >> ${marker}`);
+    await new Promise<void>((resolve) => orphan.once('spawn', () => resolve()));
+    orphan.disconnect();
+    expect(await exited(orphan)).toBe(0);
+
+    // Told to start: the command runs and the supervisor reports it.
+    const told = supervisor('sh', '-c', `echo told >> ${marker}`);
+    const started = new Promise<unknown>((resolve) => told.once('message', resolve));
+    told.send({ type: 'start' });
+    expect(await started).toMatchObject({ type: 'started', pid: expect.any(Number) });
+    await exited(told);
+    expect(readFileSync(marker, 'utf8')).toBe('told\n');
   });
 
   it('works from the build, run through a bin symlink as npm installs it', async () => {

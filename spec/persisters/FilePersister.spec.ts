@@ -233,6 +233,42 @@ describe('FilePersister (one host, real files, real processes)', () => {
   });
 
   describe('processes', () => {
+    it('guardLease: a lease whose holder was killed stays held while its guard process runs, and is free once the guard is gone too', async () => {
+      const p = make({ dir, pollIntervalMs: 50 });
+      const guard = spawn('sleep', ['60']);
+      try {
+        const holder = child('hold', dir, '30000', 'guarded');
+        const { pid } = (await holder.message('fences')) as { pid: number };
+        holder.send(`guard ${guard.pid}`);
+        expect(await holder.message('guarded')).toEqual({ guarded: { guarded: true } });
+        holder.proc.kill('SIGKILL');
+        await new Promise((resolve) => holder.proc.once('exit', resolve));
+        let notified = 0;
+        const stop = await p.watch('guarded', () => notified++);
+        await new Promise((resolve) => setTimeout(resolve, 200)); // several polls of the watcher
+        expect((await p.inspect('guarded'))?.pid).toBe(pid);
+        expect((await p.acquire({ name: 'guarded', token: newToken(), ttlMs: 10_000, owner: me })).acquired).toBe(false);
+        expect(notified).toBe(0);
+        guard.kill('SIGKILL');
+        await waitUntil(() => notified === 1, 2_000, 'watch notification once the guard is gone');
+        const took = await p.acquire({ name: 'guarded', token: newToken(), ttlMs: 10_000, owner: me });
+        expect(took.acquired && took.expired?.pid).toBe(pid);
+        await stop();
+      } finally {
+        guard.kill('SIGKILL');
+      }
+    });
+
+    it('guardLease refuses a lease this process does not hold, and a process that does not run', async () => {
+      const p = make();
+      const token = newToken();
+      expect(await p.guardLease('unheld', process.pid)).toBe(false);
+      expect((await p.acquire({ name: 'held-here', token, ttlMs: 10_000, owner: me })).acquired).toBe(true);
+      expect(await p.guardLease('held-here', 2 ** 22 + 12345)).toBe(false); // above pid_max: no such process
+      expect(await p.guardLease('held-here', process.pid)).toBe(true);
+      await p.release({ name: 'held-here', token });
+    });
+
     it('takes over at once from a holder killed with SIGKILL (ttl 30 s) and reports it as expired', async () => {
       const p = make({ dir, pollIntervalMs: 50 });
       const holder = child('hold', dir, '30000', 'job');

@@ -73,6 +73,18 @@ export function selfIdentity(): ProcessIdentity {
   return self;
 }
 
+/**
+ * The identity of process `pid` of this host, boot and pid namespace (a child this process
+ * started, say); undefined when it is not running or cannot be told apart from a later one.
+ */
+export function identityOf(pid: number): ProcessIdentity | undefined {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  const stat = procStat(pid);
+  if (stat === 'gone' || (stat !== null && (stat.state === 'Z' || stat.state === 'X'))) return undefined;
+  const me = selfIdentity();
+  return { pid, host: me.host, boot: me.boot, ns: me.ns, start: stat === null ? '' : stat.start };
+}
+
 /** What `process.kill(pid, 0)` says: ours to signal, someone else's (EPERM: alive), or no such process. */
 type SignalProbe = 'ok' | 'eperm' | 'esrch';
 
@@ -112,6 +124,11 @@ export function isDead(who: ProcessIdentity): boolean {
   if (who.pid === me.pid) return who.start !== '' && me.start !== '' && who.start !== me.start;
   const signal = probeSignal(who.pid);
   return judgeDead(signal, signal === 'esrch' ? null : procStat(who.pid), who.start);
+}
+
+/** Whether two identities name the same process. */
+export function sameProcess(a: ProcessIdentity, b: ProcessIdentity): boolean {
+  return a.pid === b.pid && a.host === b.host && a.boot === b.boot && a.ns === b.ns && a.start === b.start;
 }
 
 /** Reads a {@link ProcessIdentity} out of parsed JSON, or undefined when it is not one. */

@@ -43,8 +43,14 @@ export interface LeaseRecord {
   expiresAt: number;
   /** True when the holder released it (so the next taker reports no `expired`). */
   released: boolean;
-  /** The process that actually wrote the lease, whose death frees it at once. */
+  /** The process that actually wrote the lease, whose death frees it at once (unless a guard runs). */
   holder: ProcessIdentity;
+  /**
+   * A process that keeps the lease held while it runs, even once the holder died: set by
+   * `FilePersister.guardLease` (singleton-run's supervisor, which outlives singleton-run
+   * until the command's processes are gone). The lease still expires at `expiresAt`.
+   */
+  guard?: ProcessIdentity;
   /** The last lease ended by a forced release (kept across later leases), so its holder learns it was evicted. */
   evicted?: EvictedLease;
 }
@@ -68,9 +74,9 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
-/** True while the record is a lease someone holds: not released, not expired, its process alive. */
+/** True while the record is a lease someone holds: not released, not expired, its process (or its guard) alive. */
 export function isHeld(record: LeaseRecord, now: number): boolean {
-  return record.tokenHash !== null && record.expiresAt > now && !isDead(record.holder);
+  return record.tokenHash !== null && record.expiresAt > now && !(isDead(record.holder) && (record.guard === undefined || isDead(record.guard)));
 }
 
 /** The record as others may see it (no token, no hash). */
@@ -108,8 +114,9 @@ function parse(text: string): LeaseRecord | null {
   ) {
     return null;
   }
-  const { evicted, ...rest } = value as unknown as LeaseRecord;
-  return isEvictedLease(evicted) ? { ...rest, holder, evicted } : { ...rest, holder };
+  const { evicted, guard: guardValue, ...rest } = value as unknown as LeaseRecord;
+  const guard = asIdentity(guardValue);
+  return { ...rest, holder, ...(guard ? { guard } : {}), ...(isEvictedLease(evicted) ? { evicted } : {}) };
 }
 
 function isEvictedLease(value: unknown): value is EvictedLease {

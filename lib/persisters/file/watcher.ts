@@ -20,11 +20,11 @@ interface Subscription {
   reported: string | null;
 }
 
-/** A signature of the record when it is free by release or by its holder's death, else null. */
+/** A signature of the record when it is free by release or by its holder's death (and its guard's), else null. */
 function freeSignature(record: LeaseRecord | null): string | null {
   if (!record) return null;
   if (record.released) return `${record.fence}:released`;
-  if (record.tokenHash !== null && isDead(record.holder)) return `${record.fence}:dead`;
+  if (record.tokenHash !== null && isDead(record.holder) && (record.guard === undefined || isDead(record.guard))) return `${record.fence}:dead`;
   return null;
 }
 
