@@ -10,6 +10,7 @@ import { keeperFor } from './LeaseKeeper';
 import { childLogger, type Logger } from './logger';
 import { type NormalizedOptions, normalizeOptions, type SingletonOptions } from './options';
 import { CallbackPersisterAdapter, type CallbackPersister, fromCallbackPersister } from './persisters/fromCallbackPersister';
+import { FORCED_RELEASE_OWNER } from './persisters/adminSupport';
 import type { LockInfo, OwnerInfo, Persister, WatchEnd } from './persisters/Persister';
 import { type HookEntry, processHooks } from './processHooks';
 import { safeEmit } from './safeEmit';
@@ -809,7 +810,7 @@ export class Singleton extends EventEmitter<SingletonEvents> {
       // Best effort: if the store comes back before expiry, free it for the next holder at once.
       this.persister.release({ name: this.name, token: held.token }).catch(() => undefined);
     }
-    const by = holder ? `; now held by ${describeHolder(holder)}` : '';
+    const by = holder ? `; ${describeTakeover(holder)}` : '';
     // When exiting, the one error line below says it all (DESIGN.md: 'exit' logs one line).
     this.setState('lost', { reason, holder, message: `lost "${this.name}" (${reason}${by})` }, { emit: !exit || this.listenerCount('lost') > 0, fencingToken: held.fencingToken }); // [diagnostics] issue 15: fencingToken
     if (exit) {
@@ -950,6 +951,18 @@ function sameHolder(a: LockInfo, b: LockInfo): boolean {
 /** "owner (pid 12 on host-a) since 2026-…" — for messages and the CLI. */
 export function describeHolder(h: LockInfo): string {
   return `${h.owner} (pid ${h.pid} on ${h.hostname}, fencing token ${String(h.fencingToken)}, since ${h.acquiredAt.toISOString()})`;
+}
+
+/**
+ * Who took a lost lease, for a message: `now held by <holder>`, or, when an operator's
+ * `release --force` ended it and nobody holds the lock since, `freed by release --force …`
+ * (that holder's fence is the evicted lease's own).
+ * @internal also used by singleton-run.
+ */
+export function describeTakeover(h: LockInfo): string {
+  if (h.owner !== FORCED_RELEASE_OWNER) return `now held by ${describeHolder(h)}`;
+  const operator = h.pid > 0 ? ` (pid ${h.pid}${h.hostname ? ` on ${h.hostname}` : ''})` : '';
+  return `freed by ${FORCED_RELEASE_OWNER}${operator} at ${h.acquiredAt.toISOString()}`;
 }
 
 function loggable(event: object): Record<string, unknown> {

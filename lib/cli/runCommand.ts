@@ -5,7 +5,7 @@ import type { Logger } from '../logger';
 import { FilePersister } from '../persisters/FilePersister';
 import { persisterFromUrl } from '../persisters/fromUrl';
 import type { Persister } from '../persisters/Persister';
-import { describeHolder, Singleton } from '../Singleton';
+import { describeHolder, describeTakeover, Singleton } from '../Singleton';
 import { PROGRAM, redactSecret, type RunArgs, UsageError } from './args';
 import { commandEnv } from './commandEnv';
 import { ExitCode, FORWARDED_SIGNALS, signalExitCode } from './exitCodes';
@@ -264,7 +264,7 @@ class LockedRun {
     this.lost = e;
     const command = this.command;
     if (this.phase !== 'running' || !command) return;
-    const by = e.holder ? `, now held by ${describeHolder(e.holder)}` : '';
+    const by = e.holder ? `, ${describeTakeover(e.holder)}` : '';
     const pid = command.commandPid === undefined ? '' : ` (pid ${command.commandPid})`;
     say(
       `lost lock "${this.args.name}" (${e.reason}${by}); stopping ${this.args.command}${pid} with SIGTERM, SIGKILL after ${this.args.killAfterMs} ms`,
