@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { MAX_TTL_MS, MIN_TTL_MS } from '../options';
+import { MAX_TTL_MS } from '../options';
 import { PERSISTER_URL_SCHEMES } from '../persisters/fromUrl';
 import { checkName } from '../validate';
 import { ExitCode } from './exitCodes';
@@ -114,8 +114,9 @@ Options:
                               the OS temp directory (one host, no server)
   --wait                      wait for the lock instead of exiting on conflict
   --wait-timeout MS           give up waiting after MS ms (implies --wait)
-  --ttl MS                    lease length in ms (default 15000); a crashed
-                              holder's lock frees up after at most this long
+  --ttl MS                    lease length in ms (default 15000, at least 100);
+                              a crashed holder's lock frees up after at most
+                              this long
   --keep-alive loop|thread    renew the lease from the event loop (default) or
                               from a worker thread on its own store connection
   --conflict-exit-code N      exit code when the lock is held elsewhere or the
@@ -213,7 +214,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = proce
     store: storeUrl(values.store, env),
     wait: values.wait === true || waitTimeoutMs !== undefined,
     waitTimeoutMs,
-    ttlMs: numberFlag('ttl', values.ttl, MIN_TTL_MS, MAX_TTL_MS),
+    ttlMs: numberFlag('ttl', values.ttl, MIN_CLI_TTL_MS, MAX_TTL_MS),
     ...keepAliveFlag(values['keep-alive']),
     conflictExitCode: numberFlag('conflict-exit-code', values['conflict-exit-code'], 0, 255) ?? DEFAULT_CONFLICT_EXIT_CODE,
     killAfterMs: numberFlag('kill-after', values['kill-after'], 0, MAX_TIMER_MS) ?? DEFAULT_KILL_AFTER_MS,
@@ -312,6 +313,13 @@ function checkNameFlag(name: string | undefined): string {
 }
 
 /** A whole number of ms (or an exit code) written in decimal digits, within bounds. */
+/**
+ * The shortest `--ttl`, ms. The library takes leases down to 20 ms, but singleton-run's own
+ * event loop is busy for tens of milliseconds while it starts the command: a shorter lease
+ * would be counted lost before its first renewal.
+ */
+export const MIN_CLI_TTL_MS = 100;
+
 function numberFlag(flag: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
   const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
