@@ -111,6 +111,8 @@ export class RedisPersister implements Persister {
   }
 
   private lastConnectionError: Error | undefined;
+  /** Set when the server refused to SELECT the database of a connection we own: every call fails with it. */
+  private refusedDatabase: Error | undefined;
   private readonly releases: RedisChannelSubscriber;
   private reconnects: ReconnectWatcher | undefined;
   private readonly logger: Logger;
@@ -153,10 +155,17 @@ export class RedisPersister implements Persister {
       // Our own connection: its failures reach callers as PersisterErrors (naming the last
       // connection error), so ioredis must not also print "Unhandled error event" to stderr.
       this.client.on('error', (error: Error) => {
+        if (this.refusedDatabase) return;
         this.lastConnectionError = error;
+        if (isSelectRefused(error)) {
+          // The database index it was given does not exist there: ioredis would go on in
+          // database 0, beside whatever else locks there. Stop instead; every call fails, saying why.
+          this.refusedDatabase = new Error(`Redis refused the database index in its URL (${error.message}); use an index the server has (its \`databases\` setting)`);
+          this.client.disconnect();
+        }
       });
       this.client.on('ready', () => {
-        this.lastConnectionError = undefined;
+        if (!this.refusedDatabase) this.lastConnectionError = undefined;
       });
     }
     // After a reconnect every watcher is woken once, as a release may have been missed meanwhile,
@@ -397,9 +406,16 @@ export class RedisPersister implements Persister {
 
   /** A driver error as callers read it: naming the last connection error of a connection we own. */
   private explainError(error: unknown): unknown {
+    if (this.refusedDatabase) return new Error(this.refusedDatabase.message, { cause: error });
     const connection = this.lastConnectionError;
     return connection ? new Error(`cannot connect to Redis (${connection.message})`, { cause: error }) : error;
   }
+}
+
+/** Whether `error` is the server refusing ioredis's `SELECT` of the configured database. */
+function isSelectRefused(error: unknown): boolean {
+  const command = (error as { command?: { name?: unknown } } | null)?.command;
+  return error instanceof Error && error.name === 'ReplyError' && command?.name === 'select';
 }
 
 function stripUndefined<T extends object>(options: T): Partial<T> {

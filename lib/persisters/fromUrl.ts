@@ -227,6 +227,14 @@ async function redisFromUrl(url: string, options: PersisterFromUrlOptions, impor
     throw badUrl(url, 'it cannot be parsed', error);
   }
   if (!/^[a-z]+:\/\//i.test(url.trim())) throw badUrl(url, `a Redis URL starts with ${parsed.protocol}//`);
+  // ioredis reads the database index from the path or `?db=`, and a non-number would reach the
+  // server as SELECT NaN, a rejection nobody handles: refuse it here, naming it.
+  for (const [where, value] of [
+    ['path', decodeURIComponent(parsed.pathname.replace(/^\//, ''))],
+    ['parameter db', parsed.searchParams.get('db') ?? ''],
+  ] as const) {
+    if (value !== '' && !/^\d{1,9}$/.test(value)) throw badUrl(url, `the database index ${JSON.stringify(value)} (URL ${where}) is not a whole number`);
+  }
   // ioredis would read every query parameter as one of its options: take ours out first.
   const prefixParam = takeParam(parsed.searchParams, 'keyPrefix');
   const timeoutParam = takeParam(parsed.searchParams, 'operationTimeoutMs');

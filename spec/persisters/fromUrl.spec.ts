@@ -93,6 +93,32 @@ describe('persisterFromUrl: redis', () => {
     expect(Date.now() - closing).toBeLessThan(2_000);
   });
 
+  it.each([['/abc'], ['?db=abc'], ['/1?db=-2']])('refuses a database index that is not a whole number (%s), naming it', async (tail) => {
+    const error = await persisterFromUrl(`redis://127.0.0.1:1${tail}`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toMatch(/the database index "(abc|-2)" \(URL (path|parameter db)\) is not a whole number/);
+  });
+
+  it('a database index the server does not have: every call fails saying so, and nothing lands in database 0', async () => {
+    const prefix = `test:${process.pid}:db99:`;
+    const persister = await persisterFromUrl(`${REDIS_URL}/99`, { keyPrefix: prefix, operationTimeoutMs: 1_000 });
+    try {
+      const error = await persister.acquire({ name: 'job', token: newToken(), ttlMs: 10_000, owner: testOwner(1) }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(PersisterError);
+      expect((error as Error).message).toMatch(/refused the database index in its URL \(.*DB index is out of range/);
+      await expect(persister.inspect('job')).rejects.toThrow(/refused the database index/);
+      expect(await admin.exists(`${prefix}{job}`)).toBe(0);
+    } finally {
+      await persister.close?.();
+    }
+  });
+
   it('takes ?operationTimeoutMs= from the URL, the option winning over it', async () => {
     const fromUrl = (await make(`${REDIS_URL}?operationTimeoutMs=1234`)) as RedisPersister;
     expect(fromUrl.operationTimeoutMs).toBe(1234);
