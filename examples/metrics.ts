@@ -6,7 +6,7 @@
  *   npx tsx examples/metrics.ts
  *   npx tsx examples/metrics.ts --store redis://127.0.0.1:6379
  *
- * It locks and releases a few times (one attempt meets a held lock) and prints what a
+ * It locks and releases a few times (one attempt per round meets a held lock) and prints what a
  * Prometheus scrape of `/metrics` would read. Store: `--store URL`, else
  * $SINGLETON_STORE, else the file store (no server).
  */

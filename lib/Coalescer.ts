@@ -8,7 +8,7 @@ import { childLogger, getDefaultLogger, type Logger } from './logger';
 import { threadDescriptorOf } from './keepAlive/descriptor';
 import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
-import { isPersister, Singleton } from './Singleton';
+import { isPersister, persisterHint, Singleton } from './Singleton';
 import { backoffMs, monotonicNow, newToken, withJitter } from './time';
 import { checkInteger, checkKnownOptions, checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
@@ -186,7 +186,8 @@ export class Coalescer {
     if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object or undefined', options));
     checkKnownOptions(options, KNOWN_OPTIONS);
     if (!isPersister(persister)) {
-      throw new TypeError(expected('persister', 'a Persister (acquire, renew, release, inspect)', persister));
+      const hint = persisterHint(persister);
+      throw new TypeError(`${expected('persister', 'a Persister (acquire, renew, release, inspect)', persister)}${hint ? `. ${hint}` : ''}`);
     }
     this.persister = persister;
     this.ttlMs = normalizeTtl({ ttlMs: options.ttlMs ?? COALESCER_DEFAULTS.ttlMs });

@@ -894,9 +894,23 @@ function asPersister(value: unknown, options: NormalizedOptions): Persister {
     } else if (wrapped instanceof CallbackPersisterAdapter) wrapped.adoptLeaseLength(options.ttlMs);
     return wrapped;
   }
+  const hint = persisterHint(value);
   throw new TypeError(
-    expected('persister', 'a Persister (acquire, renew, release, inspect), or a seed-style callback persister (persistLock, deleteLock, lockExists) to wrap with fromCallbackPersister()', value),
+    `${expected('persister', 'a Persister (acquire, renew, release, inspect), or a seed-style callback persister (persistLock, deleteLock, lockExists) to wrap with fromCallbackPersister()', value)}${hint ? `. ${hint}` : ''}`,
   );
+}
+
+/** What the likely mistake is, for a value that is no persister: a client, a URL, a promise, a class. @internal */
+export function persisterHint(value: unknown): string | undefined {
+  if (typeof value === 'string') return 'A store URL? Make the persister from it: `await persisterFromUrl(url)`';
+  if (typeof value === 'function') return 'A class or factory? Pass an instance, e.g. `new FilePersister()`';
+  if (value === null || typeof value !== 'object') return undefined;
+  const v = value as Record<string, unknown>;
+  if (typeof v.then === 'function') return 'A promise? `persisterFromUrl()` resolves the persister: `await` it first';
+  if (typeof v.evalsha === 'function' && typeof v.duplicate === 'function') return 'An ioredis client? Wrap it: `new RedisPersister(client)`';
+  if (typeof v.findOneAndUpdate === 'function') return 'A MongoDB collection? Wrap it: `new MongoPersister(collection)`';
+  if (typeof v.query === 'function' && typeof v.connect === 'function') return 'A pg Pool or Client? Wrap it: `new PostgresPersister(pool)`';
+  return undefined;
 }
 
 /** Whether `value` has the four methods of a {@link Persister}. */

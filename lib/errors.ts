@@ -30,8 +30,9 @@ export class PersisterError extends SingletonError {
    */
   expired?: LockInfo;
 
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('SINGLETON_PERSISTER', message, options);
+  /** `code`: `SINGLETON_DRIVER_MISSING` when the store's driver is not installed (retrying cannot help). */
+  constructor(message: string, options?: { cause?: unknown; code?: 'SINGLETON_DRIVER_MISSING' }) {
+    super(options?.code ?? 'SINGLETON_PERSISTER', message, options);
   }
 }
 
@@ -81,12 +82,19 @@ const ADVICE: Readonly<Record<LeaseEndReason, string>> = Object.freeze({
 
 /** Wraps anything a driver threw into a {@link PersisterError} that says what was being done. */
 export function toPersisterError(what: string, cause: unknown): PersisterError {
-  const detail = cause instanceof Error ? cause.message : String(cause);
+  let detail = cause instanceof Error ? cause.message : String(cause);
   if (cause instanceof PersisterError && detail.startsWith(what)) return cause;
-  const advice = /reachable|retr(y|ied)/i.test(detail) ? '' : ' Check that the store is reachable; the operation can be retried.';
+  // "X failed: …" wrapped as "X, more precisely, failed: …": said once, with the longer subject.
+  const inner = cause instanceof PersisterError ? /^(.+?) failed: /.exec(detail) : null;
+  if (inner && what.startsWith(inner[1])) detail = detail.slice(inner[0].length);
+  const missingDriver = cause instanceof SingletonError && cause.code === 'SINGLETON_DRIVER_MISSING';
+  const advice = missingDriver || /reachable|retr(y|ied)/i.test(detail) ? '' : ' Check that the store is reachable; the operation can be retried.';
   // One level of `cause`: the driver's error, never a PersisterError wrapping it.
   const root = cause instanceof PersisterError && cause.cause !== undefined ? cause.cause : cause;
-  const error = new PersisterError(`${what} failed: ${detail.replace(/\.?$/, '.')}${advice}`, { cause: root });
+  const error = new PersisterError(`${what} failed: ${detail.replace(/\.?$/, '.')}${advice}`, {
+    cause: root,
+    ...(missingDriver ? { code: 'SINGLETON_DRIVER_MISSING' as const } : {}),
+  });
   if (cause instanceof PersisterError && cause.expired) error.expired = cause.expired;
   return error;
 }

@@ -75,6 +75,16 @@ describe('new Singleton(): bad input is refused at construction, naming the valu
     expect(() => new Singleton('x', { persistLock() {} } as never)).toThrow(/fromCallbackPersister/);
   });
 
+  it.each([
+    ['a URL string', 'redis://127.0.0.1:6379', /A store URL\? Make the persister from it: `await persisterFromUrl\(url\)`/],
+    ['a promise', Promise.resolve(new MemoryPersister()), /A promise\? `persisterFromUrl\(\)` resolves the persister: `await` it first/],
+    ['a class', MemoryPersister, /A class or factory\? Pass an instance/],
+    ['an ioredis-like client', { evalsha() {}, duplicate() {}, status: 'ready' }, /An ioredis client\? Wrap it: `new RedisPersister\(client\)`/],
+  ])('refuses %s in place of a persister, saying what to do with it', (_what, value, hint) => {
+    expect(() => new Singleton('x', value as never)).toThrow(TypeError);
+    expect(() => new Singleton('x', value as never)).toThrow(hint);
+  });
+
   it('takes lockExpireSeconds as the seed-compatible alias of ttlMs', () => {
     expect(new Singleton('x', p, { lockExpireSeconds: 2.5, logger: quiet() }).ttlMs).toBe(2500);
   });
