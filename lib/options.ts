@@ -121,7 +121,8 @@ export const MIN_TTL_MS = 20;
 /** Longest lease the library accepts, in ms (one week). */
 export const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
 
-const KNOWN_OPTIONS = new Set([
+/** The names `SingletonOptions` allows (checked at construction). */
+export const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   'ttlMs',
   'lockExpireSeconds',
   'renewIntervalMs',

@@ -2,12 +2,12 @@ import { sleep } from './abortable';
 import { SingletonError } from './errors';
 import { backoffMs } from './time';
 import { trackWork, whenEnded } from './Lease';
-import { MAX_TTL_MS, MIN_TTL_MS, type SingletonOptions } from './options';
+import { KNOWN_OPTIONS, MAX_TTL_MS, MIN_TTL_MS, type SingletonOptions } from './options';
 import type { Persister } from './persisters/Persister';
 import { RedisPersister } from './persisters/RedisPersister';
 import type { Cluster, Redis } from 'ioredis';
 import { Singleton } from './Singleton';
-import { expected } from './validate';
+import { checkKnownOptions, expected } from './validate';
 
 /** Options of {@link standby}: the lock name plus any `Singleton` option. */
 export interface StandbyOptions extends SingletonOptions {
@@ -44,6 +44,9 @@ function secondsAlias(options: StandbyOptions, alias: 'ttlSeconds' | 'pollingInt
   return ms;
 }
 
+/** The names {@link StandbyOptions} allows: the lock name, node-standby's aliases, and every `Singleton` option. */
+const STANDBY_OPTIONS: ReadonlySet<string> = new Set(['name', 'ttlSeconds', 'pollingIntervalSeconds', ...KNOWN_OPTIONS]);
+
 /** The longest pause before a task that keeps failing is run again, ms (unless `retryIntervalMs` is longer). */
 export const MAX_TASK_BACKOFF_MS = 30_000;
 
@@ -77,6 +80,7 @@ export const MAX_TASK_BACKOFF_MS = 30_000;
 export function standby(persister: Persister | Redis | Cluster, task: (signal: AbortSignal) => unknown, options: StandbyOptions): Singleton {
   if (typeof task !== 'function') throw new TypeError(expected('task', 'a function', task));
   if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object with a `name`', options));
+  checkKnownOptions(options, STANDBY_OPTIONS);
   const { name, ttlSeconds: _t, pollingIntervalSeconds: _p, ...rest } = options;
   const singletonOptions: SingletonOptions = {
     ...rest,

@@ -60,6 +60,12 @@ describe("node-standby's call, unchanged", () => {
     );
   });
 
+  it('refuses an unknown option listing what standby() takes, its own names included', () => {
+    expect(() => standby(new MemoryPersister(), () => undefined, { name: 'x', ttl: 5, logger: quiet } as never)).toThrow(
+      /Unknown option `ttl`; allowed options are: name, ttlSeconds, pollingIntervalSeconds, ttlMs,/,
+    );
+  });
+
   it.each([
     [{ pollingIntervalSeconds: 0.0001 }, /`pollingIntervalSeconds` to be a number of seconds from 0.001 to 604800, got 0.0001 \(number\)/],
     [{ ttlSeconds: 0.001 }, /`ttlSeconds` to be a number of seconds from 0.02 to 604800, got 0.001 \(number\)/],
