@@ -76,16 +76,24 @@ class DemoFailure extends Error {
   override name = 'DemoFailure';
 }
 
-const { values: args } = parseArgs({
-  options: {
-    store: { type: 'string' },
-    ttl: { type: 'string', default: '2000' },
-    verbose: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
+const USAGE = 'usage: npx tsx examples/demo.ts [--store URL] [--ttl MS] [--verbose]\n';
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      store: { type: 'string' },
+      ttl: { type: 'string', default: '2000' },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+} catch (error) {
+  process.stderr.write(`demo: ${(error as Error).message}\n${USAGE}`);
+  process.exit(64);
+}
+const { values: args } = parsed;
 if (args.help) {
-  process.stdout.write('usage: npx tsx examples/demo.ts [--store URL] [--ttl MS] [--verbose]\n');
+  process.stdout.write(USAGE);
   process.exit(0);
 }
 const ttlMs = Number(args.ttl);
