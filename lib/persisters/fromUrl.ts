@@ -212,6 +212,17 @@ async function loadDriver<T>(driver: Driver, scheme: string, importModule: Drive
   }
 }
 
+/**
+ * Refuses a parameter that is one of ours spelt in another case (`?keyprefix=`): the driver
+ * would ignore it, and the locks would quietly go where the default puts them.
+ */
+function checkOwnParams(url: string, params: URLSearchParams, ours: readonly string[]): void {
+  for (const key of params.keys()) {
+    const meant = ours.find((own) => own !== key && own.toLowerCase() === key.toLowerCase());
+    if (meant) throw badUrl(url, `its parameter "${key}" is spelt "${meant}"`);
+  }
+}
+
 /** A query parameter read and removed (first occurrence wins). */
 function takeParam(params: URLSearchParams, key: string): string | undefined {
   const value = params.get(key);
@@ -236,6 +247,7 @@ async function redisFromUrl(url: string, options: PersisterFromUrlOptions, impor
     if (value !== '' && !/^\d{1,9}$/.test(value)) throw badUrl(url, `the database index ${JSON.stringify(value)} (URL ${where}) is not a whole number`);
   }
   // ioredis would read every query parameter as one of its options: take ours out first.
+  checkOwnParams(url, parsed.searchParams, ['keyPrefix', 'operationTimeoutMs']);
   const prefixParam = takeParam(parsed.searchParams, 'keyPrefix');
   const timeoutParam = takeParam(parsed.searchParams, 'operationTimeoutMs');
   const keyPrefix = options.keyPrefix ?? prefixParam;
@@ -293,6 +305,7 @@ export function parseMongoUrl(url: string): MongoUrlParts {
   }
   if (database.includes('/')) throw badUrl(url, `"${database}" is not a database name`);
   const params = new URLSearchParams(query);
+  checkOwnParams(url, params, ['collection']);
   const collection = takeParam(params, 'collection');
   const rest = params.toString();
   return {
@@ -373,6 +386,7 @@ export function parsePostgresUrl(url: string): PostgresUrlParts {
     throw badUrl(url, 'it cannot be parsed', error);
   }
   if (!/^[a-z]+:\/\//i.test(url.trim())) throw badUrl(url, `a PostgreSQL URL starts with ${parsed.protocol}//`);
+  checkOwnParams(url, parsed.searchParams, ['table', 'schema', 'operationTimeoutMs']);
   const table = takeParam(parsed.searchParams, 'table');
   const schema = takeParam(parsed.searchParams, 'schema');
   const timeoutParam = takeParam(parsed.searchParams, 'operationTimeoutMs');

@@ -119,6 +119,20 @@ describe('persisterFromUrl: redis', () => {
     }
   });
 
+  it.each([
+    ['redis://127.0.0.1:1?keyprefix=app:', 'keyprefix', 'keyPrefix'],
+    ['redis://127.0.0.1:1?operationtimeoutms=5', 'operationtimeoutms', 'operationTimeoutMs'],
+    ['postgres://u@127.0.0.1:1/db?Table=locks', 'Table', 'table'],
+    ['mongodb://127.0.0.1:1/db?Collection=locks', 'Collection', 'collection'],
+  ])('refuses one of our parameters spelt in another case (%s): the driver would ignore it', async (url, key, meant) => {
+    const error = await persisterFromUrl(url).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toContain(`its parameter "${key}" is spelt "${meant}"`);
+  });
+
   it('takes ?operationTimeoutMs= from the URL, the option winning over it', async () => {
     const fromUrl = (await make(`${REDIS_URL}?operationTimeoutMs=1234`)) as RedisPersister;
     expect(fromUrl.operationTimeoutMs).toBe(1234);
