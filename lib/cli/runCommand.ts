@@ -16,6 +16,11 @@ import { commandMode, inTerminalForeground } from './terminal';
 const RELEASE_TIMEOUT_MS = 5_000;
 /** Longest wait for the store connection to close. */
 const CLOSE_TIMEOUT_MS = 2_000;
+/**
+ * The same after a shutdown signal (the wait ends at once, and so does the goodbye) or a store
+ * failure during the run (a goodbye the store cannot answer is not worth waiting for).
+ */
+const CLOSE_IN_A_HURRY_TIMEOUT_MS = 200;
 /** Store errors while waiting or running are retried by the library; print at most one line per this long. */
 const STORE_WARNING_INTERVAL_MS = 30_000;
 
@@ -55,10 +60,10 @@ export async function openStore(url: string | undefined): Promise<Persister> {
   }
 }
 
-/** Closes what the persister opened, bounded in time; never throws. */
-export async function closeStore(persister: Persister | undefined): Promise<void> {
+/** Closes what the persister opened, bounded in time (`timeoutMs`); never throws. */
+export async function closeStore(persister: Persister | undefined, timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
   if (!persister?.close) return;
-  await withTimeout(persister.close(), CLOSE_TIMEOUT_MS).catch(() => undefined);
+  await withTimeout(persister.close(), timeoutMs).catch(() => undefined);
 }
 
 /**
@@ -109,6 +114,8 @@ class LockedRun {
   private command: SupervisedCommand | undefined;
   private lost: LockLostError | undefined;
   private lastStoreWarning = -Infinity;
+  /** Whether a store call failed during this run (the close then waits less). */
+  private storeFailed = false;
 
   constructor(private readonly args: RunArgs) {}
 
@@ -273,6 +280,7 @@ class LockedRun {
   }
 
   private onStoreError(error: Error): void {
+    this.storeFailed = true;
     if (this.phase !== 'waiting' && this.phase !== 'running') return;
     const now = Date.now();
     if (now - this.lastStoreWarning < STORE_WARNING_INTERVAL_MS) return;
@@ -289,7 +297,7 @@ class LockedRun {
         say(`could not release lock "${this.args.name}" (it expires by itself within its ttl): ${oneLine(err)}`);
       }
     }
-    await closeStore(this.persister);
+    await closeStore(this.persister, this.storeFailed || this.shutdownSignal ? CLOSE_IN_A_HURRY_TIMEOUT_MS : CLOSE_TIMEOUT_MS);
   }
 }
 

@@ -113,6 +113,34 @@ describe('singleton-run --wait, an attempt in flight (Redis paused, a private re
     await persister.close?.();
   });
 
+  it('SIGTERM while the store is stopped (SIGSTOP): once the stuck attempt fails, exit without a long goodbye to the store', async () => {
+    // At debug, the library logs each attempt's start (`"to":"locking"`, with its time).
+    const cli = startCli(['--name', name, '--store', server.url, '--wait', '--', 'true'], { SINGLETON_LOG_LEVEL: 'debug' });
+    await until(() => cli.stderr.includes('is held by'), 'waiting for the lock', { intervalMs: 5 });
+    const stoppedAt = Date.now();
+    server.process.kill('SIGSTOP');
+    try {
+      await until(() => Date.now() >= stoppedAt + RETRY_INTERVAL_MS + 300, 'a retry interval into the stop', { intervalMs: 5 });
+      const signalledAt = Date.now();
+      cli.kill('SIGTERM');
+      const result = await cli.wait();
+      expect(result.code).toBe(143);
+      // An attempt that went out after the last answer is stuck: singleton-run waits for it (it
+      // could have taken the lock) until its operation timeout, 5 s after it started.
+      const attempts = lines(result.stderr)
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { to?: string; time: number });
+      const lastAnswered = Math.max(...attempts.filter((e) => e.to === 'conflict').map((e) => e.time));
+      const stuck = attempts.find((e) => e.to === 'locking' && e.time > lastAnswered);
+      const settledAt = Math.max(signalledAt, stuck ? stuck.time + 5_000 : 0);
+      expect(result.at).toBeGreaterThanOrEqual(settledAt - 50);
+      // Then it closes its connection to a store that does not answer within 200 ms, not 2 s.
+      expect(result.at - settledAt).toBeLessThan(1_200);
+    } finally {
+      server.process.kill('SIGCONT');
+    }
+  });
+
   it('SIGTERM while an attempt hangs: exit as soon as that attempt settles (so it can release what it took), not a retry later', async () => {
     const cli = startCli(['--name', name, '--store', server.url, '--wait', '--', 'true'], { SINGLETON_LOG_LEVEL: 'warn' });
     await until(() => cli.stderr.includes('is held by'), 'waiting for the lock', { intervalMs: 5 });
