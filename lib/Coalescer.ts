@@ -1,7 +1,7 @@
 import './polyfills';
 import { decodeOutcome, encodeError, encodeValue, type Jsonified, type RunInfo } from './coalescer/outcome';
 import { type OutcomeStore, outcomeStoreFor } from './coalescer/OutcomeStore';
-import { abortError, SingletonError, timeoutError, toPersisterError } from './errors';
+import { abortError, LockLostError, SingletonError, timeoutError, toPersisterError } from './errors';
 import { type Lease, trackWork } from './Lease';
 import { raceAbort } from './abortable';
 import { childLogger, getDefaultLogger, type Logger } from './logger';
@@ -188,6 +188,12 @@ export class Coalescer {
     if (!isPersister(persister)) {
       const hint = persisterHint(persister);
       throw new TypeError(`${expected('persister', 'a Persister (acquire, renew, release, inspect)', persister)}${hint ? `. ${hint}` : ''}`);
+    }
+    if (persister.capabilities?.fencing !== true) {
+      // A waiter knows the run it joined, and its outcome, by the runner's fencing token.
+      throw new TypeError(
+        'The Coalescer needs a persister with fencing tokens (capabilities.fencing), to tell the run a caller joined from a later one; this one has none (a seed-style callback persister?). Use RedisPersister, PostgresPersister, MongoPersister, FilePersister or MemoryPersister',
+      );
     }
     this.persister = persister;
     this.ttlMs = normalizeTtl({ ttlMs: options.ttlMs ?? COALESCER_DEFAULTS.ttlMs });
@@ -463,8 +469,9 @@ export class Coalescer {
   /**
    * Holding the lease: run `fn`, store the outcome, release. `fn`'s signal aborts when the
    * lease ends (lost, or the process hooks hand it over: they wait for `fn` first), on
-   * `close()`, or after `maxRunMs`; on the last two the lease is let go without waiting for
-   * `fn`, so neither blocks on a job that ignores its signal.
+   * `close()`, or after `maxRunMs`. On a loss, `close()` or `maxRunMs` the callers are
+   * answered without waiting for `fn` (a loss: they reject with its `LockLostError`, and the
+   * next caller starts a fresh run), so none of them blocks on a job that ignores its signal.
    */
   private async runHolding(flight: Flight, lease: Lease, fn: (signal: AbortSignal) => unknown, log: Logger): Promise<string> {
     const { key } = flight;
@@ -472,6 +479,14 @@ export class Coalescer {
     const overdue = new AbortController();
     const timer = setTimeout(() => overdue.abort(runTimeoutError(key, this.maxRunMs)), this.maxRunMs);
     timer.unref();
+    // A loss (not the shutdown, whose hooks wait for fn) answers the callers at once too.
+    const lostHere = new AbortController();
+    const onLeaseEnd = () => {
+      const reason: unknown = lease.signal.reason;
+      if (!(reason instanceof LockLostError && reason.reason === 'shutdown')) lostHere.abort(reason);
+    };
+    if (lease.signal.aborted) onLeaseEnd();
+    else lease.signal.addEventListener('abort', onLeaseEnd, { once: true });
     const cutOff = AbortSignal.any([closed.signal, overdue.signal]);
     const signal = AbortSignal.any([lease.signal, cutOff]);
     flight.running = closed;
@@ -488,9 +503,10 @@ export class Coalescer {
       trackWork(lease, work);
       let outcome: string;
       try {
-        outcome = encodeValue(await raceAbort(work, cutOff), run());
+        outcome = encodeValue(await raceAbort(work, AbortSignal.any([cutOff, lostHere.signal])), run());
       } catch (err) {
         if (closed.signal.aborted) throw closed.signal.reason;
+        if (lostHere.signal.aborted) throw lostHere.signal.reason;
         if (overdue.signal.aborted) log.error({ maxRunMs: this.maxRunMs }, `the run of "${key}" exceeded maxRunMs; letting its lease go`);
         else log.debug({ err }, `the run of "${key}" failed; sharing its error`);
         outcome = encodeError(overdue.signal.aborted ? overdue.signal.reason : err, run());
@@ -507,6 +523,7 @@ export class Coalescer {
       return outcome;
     } finally {
       clearTimeout(timer);
+      lease.signal.removeEventListener('abort', onLeaseEnd);
       flight.running = undefined;
       await lease.release().catch((err: unknown) => log.warn({ err }, `releasing "${key}" failed; its lease will expire`));
     }

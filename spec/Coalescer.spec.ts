@@ -15,6 +15,7 @@ import { lockPaths } from '../lib/persisters/file/names';
 import { MemoryPersister } from '../lib/persisters/MemoryPersister';
 import type { AcquireResult, Persister } from '../lib/persisters/Persister';
 import { RedisPersister } from '../lib/persisters/RedisPersister';
+import { fromCallbackPersister } from '../lib/persisters/fromCallbackPersister';
 import type { CoalescerWorkerConfig } from './fixtures/coalescerWorker';
 import { type FixtureChild, killAllChildren, listenerCounts } from './helpers/child';
 import { freePort } from './setup/redisServer';
@@ -426,6 +427,32 @@ describe.each([
     if (owned) await store.close?.();
   });
 
+  it('a lost run answers its callers at once, even when fn ignores its signal; a caller after the loss starts a fresh run', async () => {
+    const inner = world.persister();
+    const { store, owned } = outcomeStoreFor(inner);
+    // Every renewal finds the lease gone.
+    const losing: Persister = {
+      capabilities: inner.capabilities,
+      acquire: (r) => inner.acquire(r),
+      renew: async () => ({ renewed: false, holder: null }),
+      release: (r) => inner.release(r),
+      inspect: (n) => inner.inspect(n),
+    };
+    const { coalescer } = world.member({ ttlMs: 300, outcomes: store }, losing);
+    const key = uniqueKey('lost-stubborn');
+    let finish = () => undefined as void;
+    const stubborn = new Promise<string>((resolve) => (finish = () => resolve('late')));
+    const first = coalescer.run(key, () => stubborn); // ignores its signal
+    const joined = coalescer.run(key, () => 'never run');
+    const t0 = performance.now();
+    await expect(first).rejects.toBeInstanceOf(LockLostError);
+    await expect(joined).rejects.toBeInstanceOf(LockLostError);
+    expect(performance.now() - t0).toBeLessThan(2_000); // the lease lasts 300 ms; fn would run for ever
+    expect(await coalescer.run(key, () => 'fresh')).toBe('fresh');
+    finish();
+    if (owned) await store.close?.();
+  });
+
   it('close() ends waiting callers, aborts a run in progress without sharing it, and refuses new runs', async () => {
     const a = world.member();
     const b = world.member();
@@ -602,6 +629,15 @@ describe('Coalescer on the file store: the outcome file', () => {
 });
 
 describe('Coalescer construction', () => {
+
+  it('refuses a persister without fencing tokens (it could not tell the run a caller joined from a later one)', () => {
+    const seedStyle = fromCallbackPersister({
+      persistLock: (_name, cb) => cb(null, true),
+      deleteLock: (_name, cb) => cb(),
+      lockExists: (_name, cb) => cb(null, false),
+    });
+    expect(() => new Coalescer(seedStyle)).toThrow(/needs a persister with fencing tokens \(capabilities\.fencing\)/);
+  });
   it('names the supported stores for a persister whose outcomes it cannot keep, and accepts `outcomes` for it', async () => {
     const inner = new MemoryPersister();
     const other: Persister = {
