@@ -80,6 +80,17 @@ function deaf(persister: Persister, store: OutcomeStore): { persister: Persister
 }
 
 /** One "process" of a test: its own persister (and connection) on the shared store. */
+/** `inner`, except that every renewal finds the lease gone (the run's lease is lost at once). */
+function losingRenewals(inner: Persister): Persister {
+  return {
+    capabilities: inner.capabilities,
+    acquire: (r) => inner.acquire(r),
+    renew: async () => ({ renewed: false, holder: null }),
+    release: (r) => inner.release(r),
+    inspect: (n) => inner.inspect(n),
+  };
+}
+
 interface Member {
   persister: Persister;
   coalescer: Coalescer;
@@ -402,14 +413,7 @@ describe.each([
   it("aborts fn's signal when the run's lease is lost, shares nothing, and rejects with LockLostError", async () => {
     const inner = world.persister();
     const { store, owned } = outcomeStoreFor(inner);
-    // Every renewal finds the lease gone.
-    const losing: Persister = {
-      capabilities: inner.capabilities,
-      acquire: (r) => inner.acquire(r),
-      renew: async () => ({ renewed: false, holder: null }),
-      release: (r) => inner.release(r),
-      inspect: (n) => inner.inspect(n),
-    };
+    const losing = losingRenewals(inner);
     const { coalescer } = world.member({ ttlMs: 300, outcomes: store }, losing);
     const key = uniqueKey('lost');
     let reason: unknown;
@@ -430,14 +434,7 @@ describe.each([
   it('a lost run answers its callers at once, even when fn ignores its signal; a caller after the loss starts a fresh run', async () => {
     const inner = world.persister();
     const { store, owned } = outcomeStoreFor(inner);
-    // Every renewal finds the lease gone.
-    const losing: Persister = {
-      capabilities: inner.capabilities,
-      acquire: (r) => inner.acquire(r),
-      renew: async () => ({ renewed: false, holder: null }),
-      release: (r) => inner.release(r),
-      inspect: (n) => inner.inspect(n),
-    };
+    const losing = losingRenewals(inner);
     const { coalescer } = world.member({ ttlMs: 300, outcomes: store }, losing);
     const key = uniqueKey('lost-stubborn');
     let finish = () => undefined as void;
