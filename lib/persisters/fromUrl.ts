@@ -240,8 +240,14 @@ async function redisFromUrl(url: string, options: PersisterFromUrlOptions, impor
   if (!/^[a-z]+:\/\//i.test(url.trim())) throw badUrl(url, `a Redis URL starts with ${parsed.protocol}//`);
   // ioredis reads the database index from the path or `?db=`, and a non-number would reach the
   // server as SELECT NaN, a rejection nobody handles: refuse it here, naming it.
+  let path: string;
+  try {
+    path = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  } catch (error) {
+    throw badUrl(url, 'its path is not valid percent-encoding', error);
+  }
   for (const [where, value] of [
-    ['path', decodeURIComponent(parsed.pathname.replace(/^\//, ''))],
+    ['path', path],
     ['parameter db', parsed.searchParams.get('db') ?? ''],
   ] as const) {
     if (value !== '' && !/^\d{1,9}$/.test(value)) throw badUrl(url, `the database index ${JSON.stringify(value)} (URL ${where}) is not a whole number`);

@@ -93,6 +93,10 @@ describe('persisterFromUrl: redis', () => {
     expect(Date.now() - closing).toBeLessThan(2_000);
   });
 
+  it('refuses a path that is not valid percent-encoding', async () => {
+    await expect(persisterFromUrl('redis://127.0.0.1:1/%E0%A4%A')).rejects.toThrow(/its path is not valid percent-encoding/);
+  });
+
   it.each([['/abc'], ['?db=abc'], ['/1?db=-2']])('refuses a database index that is not a whole number (%s), naming it', async (tail) => {
     const error = await persisterFromUrl(`redis://127.0.0.1:1${tail}`).then(
       () => undefined,
