@@ -11,17 +11,16 @@
  * Store: `--store URL`, else $SINGLETON_STORE, else the file store (no server).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { describeHolder, FilePersister, type Persister, persisterFromUrl, Singleton } from '../lib';
+import { exampleArgs, wholeMs } from './args';
 
-const { values } = parseArgs({
-  options: {
-    store: { type: 'string' },
-    name: { type: 'string', default: 'example-nightly-report' },
-    'job-ms': { type: 'string', default: '1000' },
-  },
+const values = exampleArgs('cron-job', 'usage: npx tsx examples/cron-job.ts [--store URL] [--name NAME] [--job-ms MS]', {
+  store: { type: 'string' },
+  name: { type: 'string', default: 'example-nightly-report' },
+  'job-ms': { type: 'string', default: '1000' },
 });
+const jobMs = wholeMs('cron-job', 'job-ms', values['job-ms']);
 
 const say = (text: string) => process.stdout.write(`[cron-job ${process.pid}] ${text}\n`);
 
@@ -37,7 +36,7 @@ async function main(): Promise<number> {
     const result = await singleton.run(async (signal) => {
       say(`running the job under "${singleton.name}", fencing token ${singleton.fencingToken}`);
       // The job: pass the signal on, so losing the lease stops the work at once.
-      await sleep(Number(values['job-ms']), undefined, { signal });
+      await sleep(jobMs, undefined, { signal });
       return 'report written';
     });
     if (result.status === 'conflict') {

@@ -13,17 +13,15 @@
  *
  * Store: `--store URL`, else $SINGLETON_STORE, else the file store (no server).
  */
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { describeHolder, FilePersister, type Persister, persisterFromUrl, Singleton } from '../lib';
+import { exampleArgs, wholeMs } from './args';
 
-const { values } = parseArgs({
-  options: {
-    store: { type: 'string' },
-    name: { type: 'string', default: 'example-daemon' },
-    ttl: { type: 'string', default: '5000' },
-    'run-for': { type: 'string' },
-  },
+const values = exampleArgs('daemon', 'usage: npx tsx examples/daemon.ts [--store URL] [--name NAME] [--ttl MS] [--run-for MS]', {
+  store: { type: 'string' },
+  name: { type: 'string', default: 'example-daemon' },
+  ttl: { type: 'string', default: '5000' },
+  'run-for': { type: 'string' },
 });
 
 const say = (text: string) => process.stdout.write(`[daemon ${process.pid}] ${text}\n`);
@@ -32,7 +30,7 @@ async function main(): Promise<void> {
   const url = values.store ?? process.env.SINGLETON_STORE;
   const persister: Persister = url ? await persisterFromUrl(url) : new FilePersister();
   const singleton = new Singleton(values.name, persister, {
-    ttlMs: Number(values.ttl),
+    ttlMs: wholeMs('daemon', 'ttl', values.ttl),
     // This program prints what happens itself; the library logs errors only (SINGLETON_LOG_LEVEL=debug shows every step).
     logger: pino({ level: process.env.SINGLETON_LOG_LEVEL ?? 'error' }, pino.destination(2)),
   });
@@ -71,7 +69,7 @@ async function main(): Promise<void> {
   }
 
   if (values['run-for'] !== undefined) {
-    const runForMs = Number(values['run-for']);
+    const runForMs = wholeMs('daemon', 'run-for', values['run-for']);
     setTimeout(() => {
       say(`--run-for ${runForMs} ms is over: shutting down`);
       void singleton

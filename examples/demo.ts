@@ -24,8 +24,8 @@ import * as nodeModule from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { persisterFromUrl } from '../lib';
+import { exampleArgs } from './args';
 
 const REPO_ROOT = resolve(__dirname, '..');
 const INSTANCE_SCRIPT = join(__dirname, 'demo', 'instance.ts');
@@ -76,24 +76,15 @@ class DemoFailure extends Error {
   override name = 'DemoFailure';
 }
 
-const USAGE = 'usage: npx tsx examples/demo.ts [--store URL] [--ttl MS] [--verbose]\n';
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      store: { type: 'string' },
-      ttl: { type: 'string', default: '2000' },
-      verbose: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-} catch (error) {
-  process.stderr.write(`demo: ${(error as Error).message}\n${USAGE}`);
-  process.exit(64);
-}
-const { values: args } = parsed;
+const USAGE = 'usage: npx tsx examples/demo.ts [--store URL] [--ttl MS] [--verbose]';
+const args = exampleArgs('demo', USAGE, {
+  store: { type: 'string' },
+  ttl: { type: 'string', default: '2000' },
+  verbose: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+});
 if (args.help) {
-  process.stdout.write(USAGE);
+  process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
 const ttlMs = Number(args.ttl);

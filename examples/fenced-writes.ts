@@ -19,7 +19,6 @@
  * Store: `--store URL`, else $SINGLETON_STORE, else the file store (no server).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import {
   FilePersister,
@@ -30,12 +29,11 @@ import {
   type RenewResult,
   Singleton,
 } from '../lib';
+import { exampleArgs } from './args';
 
-const { values } = parseArgs({
-  options: {
-    store: { type: 'string' },
-    name: { type: 'string', default: 'example-fenced-writes' },
-  },
+const values = exampleArgs('fenced-writes', 'usage: npx tsx examples/fenced-writes.ts [--store URL] [--name NAME]', {
+  store: { type: 'string' },
+  name: { type: 'string', default: 'example-fenced-writes' },
 });
 
 const TTL_MS = 1_500;

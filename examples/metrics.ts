@@ -11,10 +11,10 @@
  * $SINGLETON_STORE, else the file store (no server).
  */
 import { subscribe } from 'node:diagnostics_channel';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { DIAGNOSTICS_CHANNEL, type DiagnosticsEvent, FilePersister, type Persister, persisterFromUrl, Singleton } from '../lib';
+import { exampleArgs } from './args';
 
 // ——— the recipe (the README shows the same lines) ———————————————————————————
 const registry = new Registry();
@@ -38,8 +38,9 @@ subscribe(DIAGNOSTICS_CHANNEL, (message) => {
 });
 // ————————————————————————————————————————————————————————————————————————————
 
-const { values } = parseArgs({
-  options: { store: { type: 'string' }, name: { type: 'string', default: 'example-metrics' } },
+const values = exampleArgs('metrics', 'usage: npx tsx examples/metrics.ts [--store URL] [--name NAME]', {
+  store: { type: 'string' },
+  name: { type: 'string', default: 'example-metrics' },
 });
 
 async function main(): Promise<void> {

@@ -10,17 +10,15 @@
  *
  * Store: `--store URL`, else $SINGLETON_STORE, else the file store (no server).
  */
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { FilePersister, type Persister, persisterFromUrl, standby } from '../lib';
+import { exampleArgs, wholeMs } from './args';
 
-const { values } = parseArgs({
-  options: {
-    store: { type: 'string' },
-    name: { type: 'string', default: 'example-standby' },
-    ttl: { type: 'string', default: '5000' },
-    'run-for': { type: 'string' },
-  },
+const values = exampleArgs('standby', 'usage: npx tsx examples/standby.ts [--store URL] [--name NAME] [--ttl MS] [--run-for MS]', {
+  store: { type: 'string' },
+  name: { type: 'string', default: 'example-standby' },
+  ttl: { type: 'string', default: '5000' },
+  'run-for': { type: 'string' },
 });
 
 const say = (text: string) => process.stdout.write(`[standby ${process.pid}] ${text}\n`);
@@ -41,7 +39,7 @@ async function main(): Promise<void> {
 
   const singleton = standby(persister, task, {
     name: values.name,
-    ttlMs: Number(values.ttl),
+    ttlMs: wholeMs('standby', 'ttl', values.ttl),
     // This program prints what happens itself; the library logs errors only (SINGLETON_LOG_LEVEL=debug shows every step).
     logger: pino({ level: process.env.SINGLETON_LOG_LEVEL ?? 'error' }, pino.destination(2)),
   });
@@ -56,7 +54,7 @@ async function main(): Promise<void> {
   say(`started; replica "${singleton.owner}" joins "${singleton.name}" (Ctrl-C to stop)`);
 
   if (values['run-for'] !== undefined) {
-    const runForMs = Number(values['run-for']);
+    const runForMs = wholeMs('standby', 'run-for', values['run-for']);
     setTimeout(() => {
       say(`--run-for ${runForMs} ms is over: releasing and leaving`);
       // release() gives the lease up (a standby takes over at once) and stops standing by.
