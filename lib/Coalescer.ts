@@ -8,7 +8,7 @@ import { childLogger, getDefaultLogger, type Logger } from './logger';
 import { threadDescriptorOf } from './keepAlive/descriptor';
 import { MAX_TTL_MS, normalizeOptions, normalizeTtl, type SingletonOptions } from './options';
 import type { LockInfo, OwnerInfo, Persister } from './persisters/Persister';
-import { isPersister, persisterHint, Singleton } from './Singleton';
+import { isPersister, notAPersister, Singleton } from './Singleton';
 import { backoffMs, monotonicNow, newToken, withJitter } from './time';
 import { checkInteger, checkKnownOptions, checkName, checkWaitLimits, expected } from './validate';
 import { Waker } from './Waker';
@@ -185,10 +185,7 @@ export class Coalescer {
   constructor(persister: Persister, options: CoalescerOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError(expected('options', 'an object or undefined', options));
     checkKnownOptions(options, KNOWN_OPTIONS);
-    if (!isPersister(persister)) {
-      const hint = persisterHint(persister);
-      throw new TypeError(`${expected('persister', 'a Persister (acquire, renew, release, inspect)', persister)}${hint ? `. ${hint}` : ''}`);
-    }
+    if (!isPersister(persister)) throw notAPersister('a Persister (acquire, renew, release, inspect)', persister);
     if (persister.capabilities?.fencing !== true) {
       // A waiter knows the run it joined, and its outcome, by the runner's fencing token.
       throw new TypeError(

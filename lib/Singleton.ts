@@ -894,14 +894,21 @@ function asPersister(value: unknown, options: NormalizedOptions): Persister {
     } else if (wrapped instanceof CallbackPersisterAdapter) wrapped.adoptLeaseLength(options.ttlMs);
     return wrapped;
   }
-  const hint = persisterHint(value);
-  throw new TypeError(
-    `${expected('persister', 'a Persister (acquire, renew, release, inspect), or a seed-style callback persister (persistLock, deleteLock, lockExists) to wrap with fromCallbackPersister()', value)}${hint ? `. ${hint}` : ''}`,
-  );
+  throw notAPersister('a Persister (acquire, renew, release, inspect), or a seed-style callback persister (persistLock, deleteLock, lockExists) to wrap with fromCallbackPersister()', value);
 }
 
-/** What the likely mistake is, for a value that is no persister: a client, a URL, a promise, a class. @internal */
-export function persisterHint(value: unknown): string | undefined {
+/**
+ * The TypeError for a `persister` argument that is none: what is `allowed`, what was given,
+ * and what to do with it when it is a likely mistake (a client, a URL, a promise, a class).
+ * @internal also used by the Coalescer.
+ */
+export function notAPersister(allowed: string, value: unknown): TypeError {
+  const hint = persisterHint(value);
+  return new TypeError(`${expected('persister', allowed, value)}${hint ? `. ${hint}` : ''}`);
+}
+
+/** What the likely mistake is, for a value that is no persister. */
+function persisterHint(value: unknown): string | undefined {
   if (typeof value === 'string') return 'A store URL? Make the persister from it: `await persisterFromUrl(url)`';
   if (typeof value === 'function') return 'A class or factory? Pass an instance, e.g. `new FilePersister()`';
   if (value === null || typeof value !== 'object') return undefined;

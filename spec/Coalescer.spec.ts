@@ -410,11 +410,16 @@ describe.each([
     expect(signalSeen?.aborted).toBe(false);
   });
 
-  it("aborts fn's signal when the run's lease is lost, shares nothing, and rejects with LockLostError", async () => {
+  /** A Coalescer (ttl 300 ms) whose every renewal finds its lease gone, with the outcome store it uses. */
+  const losingMember = () => {
     const inner = world.persister();
     const { store, owned } = outcomeStoreFor(inner);
-    const losing = losingRenewals(inner);
-    const { coalescer } = world.member({ ttlMs: 300, outcomes: store }, losing);
+    const { coalescer } = world.member({ ttlMs: 300, outcomes: store }, losingRenewals(inner));
+    return { coalescer, store, owned };
+  };
+
+  it("aborts fn's signal when the run's lease is lost, shares nothing, and rejects with LockLostError", async () => {
+    const { coalescer, store, owned } = losingMember();
     const key = uniqueKey('lost');
     let reason: unknown;
     const run = coalescer.run(key, (signal) => {
@@ -432,10 +437,7 @@ describe.each([
   });
 
   it('a lost run answers its callers at once, even when fn ignores its signal; a caller after the loss starts a fresh run', async () => {
-    const inner = world.persister();
-    const { store, owned } = outcomeStoreFor(inner);
-    const losing = losingRenewals(inner);
-    const { coalescer } = world.member({ ttlMs: 300, outcomes: store }, losing);
+    const { coalescer, store, owned } = losingMember();
     const key = uniqueKey('lost-stubborn');
     let finish = () => undefined as void;
     const stubborn = new Promise<string>((resolve) => (finish = () => resolve('late')));

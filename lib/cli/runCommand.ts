@@ -188,9 +188,7 @@ class LockedRun {
     // The command runs under the lease, like any work: its signal stops the command.
     const lease = singleton.lease;
     if (!lease || lease.signal.aborted) {
-      const reason = lease?.signal.reason instanceof LockLostError ? lease.signal.reason.reason : 'expired';
-      say(`lost lock "${name}" before ${this.args.command} started (${reason}); not running it`);
-      return ExitCode.LOST;
+      return this.lostBeforeStart(lease?.signal.reason instanceof LockLostError ? lease.signal.reason.reason : 'expired');
     }
     lease.signal.addEventListener('abort', () => this.onLeaseEnded(lease.signal.reason), { once: true });
     return this.spawnCommand(commandEnv(process.env, name, lease.fencingToken, this.persister.capabilities), lease);
@@ -216,8 +214,7 @@ class LockedRun {
       command.abandon();
       await command.ended;
       if (this.shutdownSignal) return signalExitCode(this.shutdownSignal);
-      say(`lost lock "${this.args.name}" before ${this.args.command} started (${this.lost?.reason ?? 'expired'}); not running it`);
-      return ExitCode.LOST;
+      return this.lostBeforeStart(this.lost?.reason ?? 'expired');
     }
     this.phase = 'running';
     command.start();
@@ -225,6 +222,12 @@ class LockedRun {
     const outcome = await command.ended;
     this.phase = 'finishing';
     return this.exitCodeOf(outcome);
+  }
+
+  /** The lease ended before the command started: it is not started. */
+  private lostBeforeStart(reason: string): number {
+    say(`lost lock "${this.args.name}" before ${this.args.command} started (${reason}); not running it`);
+    return ExitCode.LOST;
   }
 
   private exitCodeOf(outcome: CommandOutcome): number {

@@ -69,12 +69,17 @@ class Supervisor {
       } else this.stop(m.killAfterMs);
     });
     process.on('disconnect', () => this.onParentGone());
-    if (!process.connected || process.ppid !== this.parentPid) this.onParentGone();
+    if (!this.parentThere()) this.onParentGone();
+  }
+
+  /** Whether singleton-run is still our parent, and its channel open. */
+  private parentThere(): boolean {
+    return process.connected && process.ppid === this.parentPid;
   }
 
   private start(): void {
     // singleton-run died after asking (a message can arrive after the channel closed): not started.
-    if (this.child || this.parentGone || !process.connected || process.ppid !== this.parentPid) return;
+    if (this.child || this.parentGone || !this.parentThere()) return;
     let child: ChildProcess;
     try {
       // group: the command leads a new session and process group (setsid); terminal: it stays in ours.

@@ -246,31 +246,30 @@ describe('RedisPersister: how old a lease handed over may be', () => {
 describe('Turns (the waiter side of the line)', () => {
   const keys: LockKeys = { name: 'n', prefix: 'p:', lease: 'p:{n}', record: 'p:{n}:fence', queue: 'p:{n}:queue' };
   const holderWith = (fencingToken: number): LockInfo => ({ ...testOwner(9), name: 'n', fencingToken, acquiredAt: new Date(0), expiresAt: new Date(0) });
-
-  it('drops a lease handed over once a queued acquire finds a newer holder (a higher fence): it ran out or was taken while the message waited', () => {
+  /** A queued turn that was just handed the lease of fence 100 (acquired at 5000, expiring at 6000). */
+  const handedOver = () => {
     const turns = new Turns();
     const turn = turns.open(keys, 'tok');
     turns.queued(turn, 1_000, 'holder', testOwner(2));
     expect(turns.receive(turn, '100\n5000\n6000')).toBe(true);
+    return { turns, turn };
+  };
+
+  it('drops a lease handed over once a queued acquire finds a newer holder (a higher fence): it ran out or was taken while the message waited', () => {
+    const { turns, turn } = handedOver();
     turns.conflicted(turn, performance.now(), 7_000, holderWith(101));
     expect(turns.take(turn)).toBeUndefined();
   });
 
   it('keeps it when the holder\'s record says nothing (deleted or evicted: fence 0, or unreadable)', () => {
-    const turns = new Turns();
-    const turn = turns.open(keys, 'tok');
-    turns.queued(turn, 1_000, 'holder', testOwner(2));
-    expect(turns.receive(turn, '100\n5000\n6000')).toBe(true);
+    const { turns, turn } = handedOver();
     turns.conflicted(turn, performance.now(), 4_990, holderWith(0));
     turns.conflicted(turn, performance.now(), 4_990, holderWith(Number.NaN));
     expect(turns.take(turn)).toMatchObject({ handedOver: true, lease: { fencingToken: 100 } });
   });
 
   it('keeps it when the conflict was with an older lease (the conflict came before the hand-over)', () => {
-    const turns = new Turns();
-    const turn = turns.open(keys, 'tok');
-    turns.queued(turn, 1_000, 'holder', testOwner(2));
-    expect(turns.receive(turn, '100\n5000\n6000')).toBe(true);
+    const { turns, turn } = handedOver();
     const sentAt = performance.now();
     turns.conflicted(turn, sentAt, 4_990, holderWith(99));
     const taken = turns.take(turn);

@@ -74,9 +74,14 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
+/** True when the process that wrote the lease is gone, and so is its guard, if it has one: the lease is free at once. */
+export function holderGone(record: LeaseRecord): boolean {
+  return isDead(record.holder) && (record.guard === undefined || isDead(record.guard));
+}
+
 /** True while the record is a lease someone holds: not released, not expired, its process (or its guard) alive. */
 export function isHeld(record: LeaseRecord, now: number): boolean {
-  return record.tokenHash !== null && record.expiresAt > now && !(isDead(record.holder) && (record.guard === undefined || isDead(record.guard)));
+  return record.tokenHash !== null && record.expiresAt > now && !holderGone(record);
 }
 
 /** The record as others may see it (no token, no hash). */

@@ -9,8 +9,7 @@
  * A lease that merely ran out is not reported: a waiter knows its expiry already.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { isDead } from './liveness';
-import type { LeaseRecord } from './state';
+import { holderGone, type LeaseRecord } from './state';
 
 interface Subscription {
   stateFile: string;
@@ -24,7 +23,7 @@ interface Subscription {
 function freeSignature(record: LeaseRecord | null): string | null {
   if (!record) return null;
   if (record.released) return `${record.fence}:released`;
-  if (record.tokenHash !== null && isDead(record.holder) && (record.guard === undefined || isDead(record.guard))) return `${record.fence}:dead`;
+  if (record.tokenHash !== null && holderGone(record)) return `${record.fence}:dead`;
   return null;
 }
 
